@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Build the collection, install the tarball into an empty path, and read the
+# docs of every module and role from the installed copy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BIN=$ROOT/.venv/bin
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+"$BIN/ansible-galaxy" collection build --output-path "$work/dist" .
+"$BIN/ansible-galaxy" collection install -p "$work/collections" "$work"/dist/selfhosted-registry-*.tar.gz
+export ANSIBLE_COLLECTIONS_PATH=$work/collections
+
+# Nothing from the build_ignore list may ship.
+if tar -tzf "$work"/dist/selfhosted-registry-*.tar.gz | grep -E '^(molecule|tests|\.ci|scripts|benchmarks)/'; then
+  echo "collection build: test or CI files leaked into the tarball" >&2
+  exit 1
+fi
+
+modules=$("$BIN/ansible-doc" -l selfhosted.registry --json | "$BIN/python" -c 'import json,sys; print(" ".join(sorted(json.load(sys.stdin))))')
+echo "modules: $modules"
+for module in $modules; do
+  "$BIN/ansible-doc" "$module" >/dev/null
+done
+for role in roles/*/; do
+  role=$(basename "$role")
+  "$BIN/ansible-doc" -t role "selfhosted.registry.$role" >/dev/null
+  echo "role doc ok: selfhosted.registry.$role"
+done
