@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Check every role's meta/argument_specs.yml against defaults/main.yml and README.md.
 
 For each role and each entry point:
