@@ -1,0 +1,34 @@
+"""docker_install_source: upstream, as far as it can be checked without Docker's repository.
+
+download.docker.com is unreachable from the test platform. ../upstream_check.yml
+runs the role in check mode with the upstream source on the converged host and
+checks the deb822 source it renders with apt itself (see the playbook).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+
+PLAYBOOK = pathlib.Path(__file__).resolve().parent.parent / "upstream_check.yml"
+
+
+def test_upstream_source_in_check_mode(host):
+    result = subprocess.run(
+        [
+            "ansible-playbook",
+            "--check",
+            # The inventory directory, as molecule's converge uses it.
+            "--inventory",
+            os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"]),
+            "--limit",
+            host.backend.host,
+            str(PLAYBOOK),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
