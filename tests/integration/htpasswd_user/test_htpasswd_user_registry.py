@@ -1,0 +1,401 @@
+# Copyright: selfhosted.registry maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""selfhosted.registry.htpasswd_user against the real registry, no mocks.
+
+The module runs through ansible-playbook on localhost and writes an htpasswd
+file in a temporary directory. A container of the platform's registry fixture
+image (Debian's docker-registry package, tests/platform/images/registry) reads
+that file through a directory mount, with htpasswd auth; the tests log in with
+HTTP basic auth as a client would.
+
+Each test runs once per target, with the Python and bcrypt a Debian host has:
+
+* debian12: Python 3.11 + bcrypt 3.2.2 (bookworm's python3-bcrypt)
+* debian13: Python 3.13 + bcrypt 4.2.0 (trixie's python3-bcrypt)
+
+The target virtualenvs are built on first use at the repository root
+(.venv-target-htpasswd-debian12/13) from the requirements files beside this
+file, rebuilt when those change; HTPASSWD_USER_TARGETS="name=/path/python,..."
+overrides them. HTPASSWD_USER_REGISTRY_IMAGE overrides the registry image;
+by default the newest selfhosted-test/registry:* is used, built with
+`tests/platform/platform images` when missing.
+
+Run: PATH=$PWD/.venv/bin:$PATH .venv/bin/pytest -q tests/integration/htpasswd_user
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+DOCKER = '/usr/bin/docker' if os.path.exists('/usr/bin/docker') else shutil.which('docker')
+PLATFORM = os.path.join(REPO, 'tests', 'platform', 'platform')
+IMAGE_REPOSITORY = 'selfhosted-test/registry'
+CONTAINER_PREFIX = 'htpasswd-it-'
+
+TARGETS = {
+    'debian12': ('3.11', 'requirements-target-debian12.txt'),
+    'debian13': ('3.13', 'requirements-target-debian13.txt'),
+}
+
+REGISTRY_CONFIG = """\
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: /var/lib/registry
+http:
+  addr: :5000
+auth:
+  htpasswd:
+    realm: htpasswd-it
+    path: /auth/htpasswd
+"""
+
+
+def run(command, **kwargs):
+    kwargs.setdefault('check', True)
+    kwargs.setdefault('capture_output', True)
+    kwargs.setdefault('text', True)
+    kwargs.setdefault('timeout', 300)
+    return subprocess.run(command, **kwargs)  # pylint: disable=subprocess-run-check
+
+
+# --------------------------------------------------------------------------
+# target interpreters
+
+
+def _find_python(version):
+    versions = os.path.join(os.environ.get('PYENV_ROOT', '/root/.pyenv'), 'versions')
+    candidates = []
+    if os.path.isdir(versions):
+        candidates = sorted(os.path.join(versions, v, 'bin', 'python' + version)
+                            for v in os.listdir(versions) if v.startswith(version + '.'))
+    for candidate in candidates + ['/usr/bin/python' + version]:
+        if os.access(candidate, os.X_OK) and run([candidate, '-c', 'import venv'], check=False).returncode == 0:
+            return candidate
+    return None
+
+
+def _target_venv(name):
+    version, requirements = TARGETS[name]
+    requirements = os.path.join(HERE, requirements)
+    venv = os.path.join(REPO, '.venv-target-htpasswd-%s' % name)
+    python = os.path.join(venv, 'bin', 'python')
+    with open(requirements, 'rb') as handle:
+        stamp = hashlib.sha256(handle.read()).hexdigest()
+    stamp_file = os.path.join(venv, '.requirements.sha256')
+    if os.path.exists(stamp_file) and os.path.exists(python):
+        with open(stamp_file) as handle:
+            if handle.read().strip() == stamp:
+                return python
+    interpreter = _find_python(version)
+    if interpreter is None:
+        pytest.fail('no Python %s for the %s target virtualenv (install it, e.g. with pyenv)' % (version, name))
+    shutil.rmtree(venv, ignore_errors=True)
+    run([interpreter, '-m', 'venv', venv])
+    run([os.path.join(venv, 'bin', 'pip'), 'install', '--quiet', '--disable-pip-version-check', '-r', requirements],
+        timeout=600)
+    with open(stamp_file, 'w') as handle:
+        handle.write(stamp + '\n')
+    return python
+
+
+def _target_names():
+    override = os.environ.get('HTPASSWD_USER_TARGETS')
+    if override:
+        return [item.split('=', 1)[0] for item in override.split(',') if item]
+    return sorted(TARGETS)
+
+
+@pytest.fixture(scope='module', params=_target_names())
+def target_python(request):
+    override = os.environ.get('HTPASSWD_USER_TARGETS')
+    if override:
+        return dict(item.split('=', 1) for item in override.split(',') if item)[request.param]
+    return _target_venv(request.param)
+
+
+# --------------------------------------------------------------------------
+# the registry
+
+
+def _newest_registry_image():
+    listed = run([DOCKER, 'image', 'ls', '--format', '{{.Repository}}:{{.Tag}}', IMAGE_REPOSITORY]).stdout.split()
+    tags = [image for image in listed if not image.endswith(':<none>')]
+    return max(tags, key=lambda image: [int(p) if p.isdigit() else p for p in image.split(':')[1].split('.')]) if tags else None
+
+
+@pytest.fixture(scope='session')
+def registry_image():
+    if DOCKER is None or run([DOCKER, 'info'], check=False).returncode != 0:
+        pytest.fail('these tests need a running Docker engine and its CLI (/usr/bin/docker)')
+    image = os.environ.get('HTPASSWD_USER_REGISTRY_IMAGE') or _newest_registry_image()
+    if image is None:
+        built = run([PLATFORM, 'images'], check=False, timeout=1500)
+        if built.returncode != 0:
+            pytest.fail('tests/platform/platform images failed:\n%s%s' % (built.stdout, built.stderr))
+        image = _newest_registry_image()
+        if image is None:
+            pytest.fail('tests/platform/platform images built no %s image' % IMAGE_REPOSITORY)
+    return image
+
+
+class Registry:
+    """One registry container reading <root>/auth/htpasswd through a directory mount."""
+
+    def __init__(self, root, image):
+        self.auth_dir = os.path.join(root, 'auth')
+        self.config_dir = os.path.join(root, 'config')
+        os.makedirs(self.auth_dir)
+        os.makedirs(self.config_dir)
+        with open(os.path.join(self.config_dir, 'config.yml'), 'w') as handle:
+            handle.write(REGISTRY_CONFIG)
+        self.htpasswd = os.path.join(self.auth_dir, 'htpasswd')
+        self.image = image
+        self.name = CONTAINER_PREFIX + uuid.uuid4().hex[:10]
+        self.port = None
+
+    def start(self):
+        run([DOCKER, 'run', '--detach', '--name', self.name, '--publish', '127.0.0.1::5000',
+             '--volume', '%s:/auth:ro' % self.auth_dir,
+             '--volume', '%s:/etc/htpasswd-it:ro' % self.config_dir,
+             self.image, '/etc/htpasswd-it/config.yml'])
+        self.port = int(run([DOCKER, 'port', self.name, '5000/tcp']).stdout.split()[0].rsplit(':', 1)[1])
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if self.status() == 401:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                logs = run([DOCKER, 'logs', '--tail', '30', self.name], check=False)
+                pytest.fail('registry %s did not answer 401 on /v2/ within 30 s:\n%s%s' % (self.name, logs.stdout, logs.stderr))
+            time.sleep(0.3)
+
+    def status(self, user=None, password=None):
+        """HTTP status of GET /v2/, with basic auth when a user is given."""
+        headers = {}
+        if user is not None:
+            token = base64.b64encode(('%s:%s' % (user, password)).encode()).decode()
+            headers['Authorization'] = 'Basic ' + token
+        connection = http.client.HTTPConnection('127.0.0.1', self.port, timeout=10)
+        try:
+            connection.request('GET', '/v2/', headers=headers)
+            response = connection.getresponse()
+            response.read()
+            return response.status
+        finally:
+            connection.close()
+
+    def started(self):
+        """Start time and PID: both change if the container restarts."""
+        return run([DOCKER, 'inspect', '--format', '{{.State.StartedAt}} {{.State.Pid}} {{.RestartCount}}', self.name]).stdout.strip()
+
+    def remove(self):
+        run([DOCKER, 'rm', '--force', self.name], check=False)
+
+
+# --------------------------------------------------------------------------
+# the module through ansible-playbook
+
+
+@pytest.fixture(scope='session')
+def collections_path(tmp_path_factory):
+    base = str(tmp_path_factory.mktemp('htpasswd-collections'))
+    os.makedirs(os.path.join(base, 'ansible_collections', 'selfhosted'))
+    os.symlink(REPO, os.path.join(base, 'ansible_collections', 'selfhosted', 'registry'))
+    return base
+
+
+class Playbook:
+    """Runs selfhosted.registry.htpasswd_user once per call and returns its result."""
+
+    def __init__(self, root, python, collections):
+        self.root = root
+        self.python = python
+        self.collections = collections
+        self.runs = 0
+        self.last_output = ''
+
+    def __call__(self, check=False, diff=True, **args):
+        self.runs += 1
+        result_file = os.path.join(self.root, 'result-%d.json' % self.runs)
+        playbook = os.path.join(self.root, 'play-%d.yml' % self.runs)
+        play = [{
+            'hosts': 'localhost',
+            'gather_facts': False,
+            'tasks': [
+                {'name': 'htpasswd_user', 'selfhosted.registry.htpasswd_user': args, 'register': 'result',
+                 'ignore_errors': True},
+                {'name': 'save the result', 'ansible.builtin.copy': {'content': '{{ result | to_json }}', 'dest': result_file},
+                 'check_mode': False, 'diff': False},
+            ],
+        }]
+        with open(playbook, 'w') as handle:
+            json.dump(play, handle)
+        command = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
+                   '-e', 'ansible_python_interpreter=%s' % self.python, playbook]
+        if check:
+            command.append('--check')
+        if diff:
+            command.append('--diff')
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_NOCOLOR='1',
+                   ANSIBLE_RETRY_FILES_ENABLED='0', ANSIBLE_LOCALHOST_WARNING='0',
+                   ANSIBLE_INVENTORY_UNPARSED_WARNING='0')
+        completed = run(command, env=env, check=False)
+        self.last_output = completed.stdout + completed.stderr
+        assert completed.returncode == 0, self.last_output
+        with open(result_file) as handle:
+            return json.load(handle)
+
+
+@pytest.fixture
+def registry(tmp_path, registry_image):  # pylint: disable=redefined-outer-name
+    created = Registry(str(tmp_path), registry_image)
+    yield created
+    created.remove()
+
+
+@pytest.fixture
+def module(tmp_path, target_python, collections_path):  # pylint: disable=redefined-outer-name
+    root = tmp_path / 'runs'
+    root.mkdir()
+    return Playbook(str(root), target_python, collections_path)
+
+
+def changes(result):
+    return {key: result[key] for key in ('changed', 'added', 'removed', 'updated')}
+
+
+def apply(module, check_rerun=False, **args):  # pylint: disable=redefined-outer-name
+    """Check mode, real run, rerun: the check predicts the run exactly, the rerun changes nothing
+    (and, with check_rerun, neither does a check-mode rerun)."""
+    predicted = module(check=True, **args)
+    assert not predicted.get('failed'), predicted
+    done = module(**args)
+    assert not done.get('failed'), done
+    assert changes(predicted) == changes(done)
+    assert done['changed'] is True
+    again = module(**args)
+    assert changes(again) == {'changed': False, 'added': [], 'removed': [], 'updated': []}
+    if check_rerun:
+        assert changes(module(check=True, **args)) == changes(again)
+    return done
+
+
+ALICE = 'alice-Pa55word-1'
+BOB = 'bob-Pa55word-2'
+CAROL = 'carol-Pa55word-3'
+
+
+def test_users_log_in_and_change_without_restart(registry, module):  # pylint: disable=redefined-outer-name
+    done = apply(module, check_rerun=True, path=registry.htpasswd, mode='0644', exclusive=True,
+                 users=[{'name': 'alice', 'password': ALICE}, {'name': 'bob', 'password': BOB}])
+    assert (done['added'], done['removed'], done['updated']) == (['alice', 'bob'], [], [])
+
+    registry.start()
+    assert registry.status('alice', ALICE) == 200
+    assert registry.status('bob', BOB) == 200
+    assert registry.status('alice', 'wrong-password') == 401
+    assert registry.status('alice', BOB) == 401
+    assert registry.status('nobody', ALICE) == 401
+    assert registry.status() == 401
+    started = registry.started()
+
+    # A new user can log in at once: the registry sees the new file through the directory mount.
+    done = apply(module, path=registry.htpasswd, name='carol', password=CAROL)
+    assert (done['added'], done['removed'], done['updated']) == (['carol'], [], [])
+    assert registry.status('carol', CAROL) == 200
+    assert registry.status('carol', 'wrong-password') == 401
+
+    # A new password replaces the old one.
+    done = apply(module, path=registry.htpasswd, name='bob', password=BOB + '-new')
+    assert (done['added'], done['removed'], done['updated']) == ([], [], ['bob'])
+    assert registry.status('bob', BOB + '-new') == 200
+    assert registry.status('bob', BOB) == 401
+
+    # Removed users are locked out.
+    done = apply(module, path=registry.htpasswd, name='alice', state='absent')
+    assert (done['added'], done['removed'], done['updated']) == ([], ['alice'], [])
+    assert registry.status('alice', ALICE) == 401
+    assert registry.status('carol', CAROL) == 200
+
+    assert registry.started() == started, 'the registry container restarted'
+
+
+def test_exclusive_list_and_non_bcrypt_entries(registry, module):  # pylint: disable=redefined-outer-name
+    # A file written by hand: a comment, an Apache MD5 user the registry cannot verify, a bcrypt user.
+    with open(registry.htpasswd, 'w') as handle:
+        handle.write('# written by hand\nlegacy:$apr1$abcdefgh$0123456789abcdefghijkl\n')
+    os.chmod(registry.htpasswd, 0o644)
+    registry.start()
+    assert registry.status('legacy', 'legacy-Pa55word') == 401
+
+    done = apply(module, path=registry.htpasswd, exclusive=True, users=[
+        {'name': 'legacy', 'password': 'legacy-Pa55word'},
+        {'name': 'carol', 'password': CAROL},
+        {'name': 'ghost', 'state': 'absent'},
+    ])
+    assert (done['added'], done['removed'], done['updated']) == (['carol'], [], ['legacy'])
+    assert registry.status('legacy', 'legacy-Pa55word') == 200
+    assert registry.status('carol', CAROL) == 200
+    with open(registry.htpasswd) as handle:
+        lines = handle.read().splitlines()
+    assert lines[0] == '# written by hand'
+    assert [line.split(':')[0] for line in lines[1:]] == ['legacy', 'carol']
+    assert all(line.split(':', 1)[1].startswith('$2y$05$') for line in lines[1:])
+
+
+def test_diff_and_output_never_show_secrets(registry, module):  # pylint: disable=redefined-outer-name
+    module(path=registry.htpasswd, name='alice', password=ALICE, mode='0644')
+    with open(registry.htpasswd) as handle:
+        stored = handle.read().split(':', 1)[1].strip()
+    result = module(path=registry.htpasswd, name='alice', password=ALICE + '-new')
+    assert result['updated'] == ['alice']
+    output = module.last_output
+    assert '+alice (new password)' in output and '-alice' in output
+    for secret in (ALICE, stored, stored[7:]):
+        assert secret not in output
+        assert secret not in json.dumps(result)
+
+
+def test_cost_is_applied_and_changes_are_rehashed(registry, module):  # pylint: disable=redefined-outer-name
+    module(path=registry.htpasswd, name='alice', password=ALICE, mode='0644', cost=10)
+    with open(registry.htpasswd) as handle:
+        assert handle.read().startswith('alice:$2y$10$')
+    registry.start()
+    assert registry.status('alice', ALICE) == 200
+    done = apply(module, path=registry.htpasswd, name='alice', password=ALICE)  # back to the default cost
+    assert done['updated'] == ['alice']
+    with open(registry.htpasswd) as handle:
+        assert handle.read().startswith('alice:$2y$05$')
+    assert registry.status('alice', ALICE) == 200
+
+
+def test_bad_input_fails_before_writing(registry, module):  # pylint: disable=redefined-outer-name
+    module(path=registry.htpasswd, name='alice', password=ALICE)
+    with open(registry.htpasswd) as handle:
+        before = handle.read()
+    result = module(path=registry.htpasswd, users=[{'name': 'bob', 'password': BOB}, {'name': 'bad:name', 'password': BOB}])
+    assert result['failed'] is True
+    assert "users[1]: user name 'bad:name' contains ':'" in result['msg']
+    result = module(path=registry.htpasswd, name='bob', password='x' * 73)
+    assert result['failed'] is True and 'bcrypt uses only the first 72 bytes' in result['msg']
+    with open(registry.htpasswd) as handle:
+        assert handle.read() == before
