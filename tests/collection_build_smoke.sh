@@ -8,9 +8,10 @@ BIN=$ROOT/.venv/bin
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+# Only the fresh install may be found, not a copy elsewhere on this machine.
+export ANSIBLE_COLLECTIONS_PATH=$work/collections ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false
 "$BIN/ansible-galaxy" collection build --output-path "$work/dist" .
 "$BIN/ansible-galaxy" collection install -p "$work/collections" "$work"/dist/selfhosted-registry-*.tar.gz
-export ANSIBLE_COLLECTIONS_PATH=$work/collections
 
 # Nothing from the build_ignore list may ship.
 if tar -tzf "$work"/dist/selfhosted-registry-*.tar.gz | grep -E '^(molecule|tests|\.ci|scripts|benchmarks)/'; then
@@ -28,3 +29,6 @@ for role in roles/*/; do
   "$BIN/ansible-doc" -t role "selfhosted.registry.$role" >/dev/null
   echo "role doc ok: selfhosted.registry.$role"
 done
+
+# The collection playbook is reachable by its FQCN from the installed copy.
+(cd "$work" && "$BIN/ansible-playbook" -i localhost, selfhosted.registry.site --syntax-check)
