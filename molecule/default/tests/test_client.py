@@ -1,0 +1,263 @@
+"""From a separate client on the network, as a user: TLS, login, push, pull, big layers, renewal.
+
+Runs on the client container once per registry host (fixture `registry`).
+Trust: Pebble's issuing root in /etc/docker/certs.d/<domain>/ca.crt (docker,
+skopeo) and /usr/local/share/selfhosted-test/pebble-root.pem (curl, openssl).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+import uuid
+
+import pytest
+from conftest import run_ok
+
+testinfra_hosts = ["ansible://client"]
+
+PEBBLE_ROOT = "/usr/local/share/selfhosted-test/pebble-root.pem"
+# One layer of incompressible data, larger than 1 GiB (nginx's old 1000m limit).
+BIG_LAYER_BYTES = 1100 * 1024 * 1024
+BIG_IMAGE_DIR = "/var/tmp/selfhosted-test-big-image"
+
+
+def curl_headers(client, *args):
+    """Status and headers (lowercase names) of one request with Pebble's root trusted."""
+    output = run_ok(client, "curl --silent --show-error --cacert %s --output /dev/null --dump-header - " + shlex.join(args), PEBBLE_ROOT)
+    lines = output.replace("\r", "").strip().splitlines()
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers
+
+
+def served_certificate(client, domain):
+    """The server certificate nginx presents (PEM), verified against Pebble's root."""
+    output = run_ok(
+        client,
+        "openssl s_client -connect %s:443 -servername %s -CAfile %s -verify_return_error -verify_hostname %s </dev/null 2>/dev/null",
+        domain,
+        domain,
+        PEBBLE_ROOT,
+        domain,
+    )
+    begin = output.index("-----BEGIN CERTIFICATE-----")
+    end = output.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")
+    return output[begin:end] + "\n"
+
+
+def certificate_field(client, pem, *options):
+    return run_ok(client, "echo %s | openssl x509 -noout " + " ".join(options), pem).strip()
+
+
+def container_state(registry):
+    return run_ok(registry.host, "docker inspect --format '{{.Id}} {{.State.StartedAt}}' registry-registry-1 registry-proxy-1").splitlines()
+
+
+# --- TLS -------------------------------------------------------------------------------------
+
+
+def test_certificate_is_issued_by_pebble(host, registry):
+    pem = served_certificate(host, registry.domain)
+    assert "Pebble Intermediate CA" in certificate_field(host, pem, "-issuer")
+    assert f"DNS:{registry.domain}" in certificate_field(host, pem, "-ext", "subjectAltName")
+
+
+def test_tls_with_the_system_trust_only_fails(host, registry):
+    """Pebble's root is not a public CA: without it, clients refuse the certificate."""
+    result = host.run("curl --silent --output /dev/null https://%s/v2/", registry.domain)
+    assert result.rc == 60  # peer certificate cannot be authenticated
+
+
+# --- HTTP --------------------------------------------------------------------------------------
+
+
+def test_unauthenticated_request_is_challenged(host, registry):
+    status, headers = curl_headers(host, f"https://{registry.domain}/v2/")
+    assert status == 401
+    assert headers["www-authenticate"].startswith("Basic realm=")
+    assert headers["docker-distribution-api-version"] == "registry/2.0"
+
+
+def test_wrong_password_is_refused(host, registry):
+    user = registry.users[0]["name"]
+    status, headers = curl_headers(host, "--user", f"{user}:not-the-password", f"https://{registry.domain}/v2/")
+    assert status == 401
+    assert headers["www-authenticate"].startswith("Basic realm=")
+    assert headers["docker-distribution-api-version"] == "registry/2.0"
+
+
+def test_right_password_is_accepted(host, registry):
+    user = registry.users[0]
+    status, headers = curl_headers(host, "--user", f"{user['name']}:{user['password']}", f"https://{registry.domain}/v2/")
+    assert status == 200
+    assert headers["docker-distribution-api-version"] == "registry/2.0"
+
+
+def test_registry_port_is_closed_from_outside(host, registry):
+    for url in (f"http://{registry.domain}:5000/v2/", f"https://{registry.domain}:5000/v2/"):
+        result = host.run("curl --silent --max-time 10 --output /dev/null %s", url)
+        assert result.rc in (7, 28), f"{url} answered (curl exit {result.rc})"  # 7: refused, 28: timeout
+
+
+def test_http_redirects_to_https(host, registry):
+    status, headers = curl_headers(host, f"http://{registry.domain}/v2/some/path?x=1")
+    assert status == 301
+    assert headers["location"] == f"https://{registry.domain}/v2/some/path?x=1"
+
+
+def test_http_serves_acme_challenges_without_redirect(host, registry):
+    token = uuid.uuid4().hex
+    directory = "/opt/registry/acme/.well-known/acme-challenge"
+    run_ok(registry.host, "mkdir -p %s && echo %s > %s/%s", directory, token, directory, token)
+    try:
+        body = run_ok(host, "curl --silent --show-error --fail http://%s/.well-known/acme-challenge/%s", registry.domain, token)
+        assert body.strip() == token
+    finally:
+        registry.host.run("rm -f %s/%s", directory, token)
+    status, _ = curl_headers(host, f"http://{registry.domain}/.well-known/acme-challenge/{uuid.uuid4().hex}")
+    assert status == 404
+
+
+# --- docker and skopeo -------------------------------------------------------------------------
+
+
+def test_docker_login_build_push_pull_by_digest(host, registry):
+    user = registry.users[0]
+    tag = f"{registry.domain}/smoke/built:{uuid.uuid4().hex[:12]}"
+    build_dir = f"/var/tmp/build-{uuid.uuid4().hex}"
+    run_ok(
+        host,
+        "mkdir -p {d} && head -c 1048576 /dev/urandom > {d}/payload && printf 'FROM scratch\\nCOPY payload /payload\\n' > {d}/Dockerfile".format(d=build_dir),
+    )
+    try:
+        run_ok(host, "echo %s | docker login --username %s --password-stdin %s", user["password"], user["name"], registry.domain)
+        run_ok(host, "docker build --quiet --tag %s %s", tag, build_dir)
+        image_id = run_ok(host, "docker image inspect --format '{{.Id}}' %s", tag).strip()
+        run_ok(host, "docker push %s", tag)
+        digests = json.loads(run_ok(host, "docker image inspect --format '{{json .RepoDigests}}' %s", tag))
+        repository = tag.rsplit(":", 1)[0]
+        pushed = [d for d in digests if d.startswith(f"{repository}@sha256:")]
+        assert pushed, digests
+        # By ID: the tag and the digest reference go, and with them the image.
+        run_ok(host, "docker image rm --force %s", image_id)
+        assert host.run("docker image inspect %s", image_id).rc != 0, "the image is still there locally"
+        run_ok(host, "docker pull %s", pushed[0])
+        assert run_ok(host, "docker image inspect --format '{{.Id}}' %s", pushed[0]).strip() == image_id
+    finally:
+        host.run("docker logout %s", registry.domain)
+        host.run("rm -rf %s", build_dir)
+
+
+@pytest.fixture(scope="module")
+def big_image(host):
+    """An OCI layout with one gzip layer of random data larger than 1 GiB, made once on the client.
+
+    The gzip stream uses level 0 (stored blocks): fast to make, and skopeo keeps
+    an already gzip-compressed layer as it is instead of compressing it again.
+    """
+    script = f"""
+import gzip, hashlib, json, os
+out = {BIG_IMAGE_DIR!r}
+os.makedirs(out + "/blobs/sha256", exist_ok=True)
+raw, tmp = hashlib.sha256(), out + "/layer.tmp"
+with open(tmp, "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", compresslevel=0, mtime=0) as z:
+    left = {BIG_LAYER_BYTES}
+    while left:
+        chunk = os.urandom(min(left, 8 << 20))
+        raw.update(chunk)
+        z.write(chunk)
+        left -= len(chunk)
+def blob(data=None, path=None):
+    h = hashlib.sha256()
+    if path:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(8 << 20), b""):
+                h.update(chunk)
+        size = os.path.getsize(path)
+        os.rename(path, out + "/blobs/sha256/" + h.hexdigest())
+    else:
+        h.update(data)
+        size = len(data)
+        with open(out + "/blobs/sha256/" + h.hexdigest(), "wb") as f:
+            f.write(data)
+    return {{"digest": "sha256:" + h.hexdigest(), "size": size}}
+layer = dict(blob(path=tmp), mediaType="application/vnd.oci.image.layer.v1.tar+gzip")
+config = json.dumps({{"architecture": "amd64", "os": "linux",
+                      "rootfs": {{"type": "layers", "diff_ids": ["sha256:" + raw.hexdigest()]}}}}).encode()
+config = dict(blob(data=config), mediaType="application/vnd.oci.image.config.v1+json")
+manifest = json.dumps({{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "config": config, "layers": [layer]}}).encode()
+manifest = dict(blob(data=manifest), mediaType="application/vnd.oci.image.manifest.v1+json",
+                annotations={{"org.opencontainers.image.ref.name": "big"}})
+with open(out + "/index.json", "w") as f:
+    json.dump({{"schemaVersion": 2, "manifests": [manifest]}}, f)
+with open(out + "/oci-layout", "w") as f:
+    json.dump({{"imageLayoutVersion": "1.0.0"}}, f)
+print(json.dumps(layer))
+"""
+    host.run("rm -rf %s", BIG_IMAGE_DIR)
+    layer = json.loads(run_ok(host, "python3 -c %s", script))
+    yield layer
+    host.run("rm -rf %s", BIG_IMAGE_DIR)
+
+
+def test_skopeo_pushes_a_layer_over_1_gib(host, registry, big_image):
+    assert big_image["size"] > 1024**3
+    user = registry.users[0]
+    repository = f"smoke/big-{uuid.uuid4().hex[:8]}"
+    run_ok(
+        host,
+        "skopeo copy --quiet --dest-creds %s oci:%s:big docker://%s/%s:big",
+        f"{user['name']}:{user['password']}",
+        BIG_IMAGE_DIR,
+        registry.domain,
+        repository,
+    )
+    manifest = json.loads(run_ok(host, "skopeo inspect --raw --creds %s docker://%s/%s:big", f"{user['name']}:{user['password']}", registry.domain, repository))
+    assert [layer["digest"] for layer in manifest["layers"]] == [big_image["digest"]]
+    status, headers = curl_headers(
+        host, "--head", "--user", f"{user['name']}:{user['password']}", f"https://{registry.domain}/v2/{repository}/blobs/{big_image['digest']}"
+    )
+    assert status == 200
+    assert int(headers["content-length"]) == big_image["size"]
+
+
+# --- after side_effect.yml: a new user and a new nginx setting -----------------------------------
+
+
+def test_new_user_logs_in(host, registry):
+    new_user = host.ansible.get_variables()["selfhosted_test_new_user"]
+    status, _ = curl_headers(host, "--user", f"{new_user['name']}:{new_user['password']}", f"https://{registry.domain}/v2/")
+    assert status == 200
+    run_ok(host, "echo %s | docker login --username %s --password-stdin %s", new_user["password"], new_user["name"], registry.domain)
+    host.run("docker logout %s", registry.domain)
+
+
+def test_new_nginx_setting_is_live(host, registry):
+    max_age = host.ansible.get_variables()["selfhosted_test_new_hsts_max_age"]
+    _, headers = curl_headers(host, f"https://{registry.domain}/v2/")
+    assert headers["strict-transport-security"].startswith(f"max-age={max_age}")
+
+
+# --- renewal -----------------------------------------------------------------------------------
+
+
+def test_renewal_is_served_without_restart(host, registry):
+    """certbot renew on the host: its deploy hook reloads nginx, which serves the new certificate."""
+    before_serial = certificate_field(host, served_certificate(host, registry.domain), "-serial")
+    before_containers = container_state(registry)
+    ca_bundle = registry.host.ansible.get_variables()["certificates_acme_ca_bundle"]
+    output = run_ok(registry.host, "env REQUESTS_CA_BUNDLE=%s certbot renew --force-renewal --no-random-sleep-on-renew 2>&1", ca_bundle)
+    assert "selfhosted-registry-reload-proxy" in output, f"the deploy hook did not run: {output}"
+    serial = before_serial
+    for _ in range(20):
+        serial = certificate_field(host, served_certificate(host, registry.domain), "-serial")
+        if serial != before_serial:
+            break
+        time.sleep(1)
+    assert serial != before_serial, "nginx still serves the old certificate"
+    assert container_state(registry) == before_containers

@@ -1,0 +1,81 @@
+"""The registry hosts: certificate from Pebble through HTTP-01, renewal set up, registry port closed."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run_ok
+
+testinfra_hosts = ["ansible://registry"]
+
+BASE_DIR = "/opt/registry"
+
+
+def hostvars(host):
+    return host.ansible.get_variables()
+
+
+def test_tls_links_to_certbots_lineage(host):
+    domain = hostvars(host)["registry_domain"]
+    for name in ("fullchain.pem", "privkey.pem"):
+        path = f"{BASE_DIR}/tls/{name}"
+        assert host.file(path).is_symlink, path
+        assert run_ok(host, "readlink %s", path).strip() == f"/etc/letsencrypt/live/{domain}/{name}"
+        # ... which certbot points at the current files in archive/.
+        assert host.file(path).linked_to.startswith(f"/etc/letsencrypt/archive/{domain}/")
+
+
+def test_lineage_was_made_with_pebble_and_the_webroot(host):
+    domain = hostvars(host)["registry_domain"]
+    conf = host.file(f"/etc/letsencrypt/renewal/{domain}.conf").content_string
+    assert "server = https://pebble:14000/dir\n" in conf
+    assert "authenticator = webroot\n" in conf
+    assert f"webroot_path = {BASE_DIR}/acme," in conf
+    assert "key_type = ecdsa\n" in conf
+
+
+def test_certbot_answered_an_http01_challenge(host):
+    # certbot's debug log (rotated at every run) names the challenge type it performed.
+    logs = run_ok(host, "cat /var/log/letsencrypt/letsencrypt.log*")
+    assert "http-01" in logs
+
+
+def test_nginx_served_the_challenge_to_pebble(host):
+    logs = run_ok(host, "docker logs registry-proxy-1 2>&1")
+    served = [line for line in logs.splitlines() if "GET /.well-known/acme-challenge/" in line and '" 200 ' in line and "Pebble-VA" in line]
+    assert served, "nginx never answered Pebble's validation of an HTTP-01 challenge with 200"
+
+
+def test_renewal_timer_is_enabled(host):
+    timer = host.service("certbot.timer")
+    assert timer.is_enabled
+    assert timer.is_running
+
+
+def test_renewal_service_trusts_pebble(host):
+    ca_bundle = hostvars(host)["certificates_acme_ca_bundle"]
+    dropin = host.file("/etc/systemd/system/certbot.service.d/selfhosted-registry.conf")
+    assert dropin.mode == 0o644
+    assert f'Environment="REQUESTS_CA_BUNDLE={ca_bundle}"' in dropin.content_string
+    assert f"REQUESTS_CA_BUNDLE={ca_bundle}" in run_ok(host, "systemctl show --property=Environment certbot.service")
+
+
+def test_deploy_hook_is_installed(host):
+    hook = host.file("/etc/letsencrypt/renewal-hooks/deploy/selfhosted-registry-reload-proxy")
+    assert hook.is_file
+    assert (hook.user, hook.group, hook.mode) == ("root", "root", 0o755)
+
+
+def test_acme_webroot_and_tls_directory(host):
+    webroot = host.file(f"{BASE_DIR}/acme")
+    assert webroot.is_directory and webroot.mode == 0o755
+    tls = host.file(f"{BASE_DIR}/tls")
+    assert tls.is_directory and tls.mode == 0o750 and tls.user == "root"
+
+
+def test_registry_publishes_no_port(host):
+    registry = json.loads(run_ok(host, "docker inspect registry-registry-1"))[0]
+    assert not registry["HostConfig"]["PortBindings"]
+    assert not any(registry["NetworkSettings"]["Ports"].values())
+    # Nothing on the host listens on the registry's port either.
+    assert run_ok(host, "ss --tcp --listening --numeric --no-header 'sport = :5000'").strip() == ""
