@@ -29,7 +29,7 @@ def curl_headers(client, *args):
     lines = output.replace("\r", "").strip().splitlines()
     headers = {}
     for line in lines[1:]:
-        name, _, value = line.partition(":")
+        name, _sep, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return int(lines[0].split()[1]), headers
 
@@ -118,7 +118,7 @@ def test_http_serves_acme_challenges_without_redirect(host, registry):
         assert body.strip() == token
     finally:
         registry.host.run("rm -f %s/%s", directory, token)
-    status, _ = curl_headers(host, f"http://{registry.domain}/.well-known/acme-challenge/{uuid.uuid4().hex}")
+    status, _headers = curl_headers(host, f"http://{registry.domain}/.well-known/acme-challenge/{uuid.uuid4().hex}")
     assert status == 404
 
 
@@ -231,7 +231,7 @@ def test_skopeo_pushes_a_layer_over_1_gib(host, registry, big_image):
 
 def test_new_user_logs_in(host, registry):
     new_user = host.ansible.get_variables()["selfhosted_test_new_user"]
-    status, _ = curl_headers(host, "--user", f"{new_user['name']}:{new_user['password']}", f"https://{registry.domain}/v2/")
+    status, _headers = curl_headers(host, "--user", f"{new_user['name']}:{new_user['password']}", f"https://{registry.domain}/v2/")
     assert status == 200
     run_ok(host, "echo %s | docker login --username %s --password-stdin %s", new_user["password"], new_user["name"], registry.domain)
     host.run("docker logout %s", registry.domain)
@@ -239,7 +239,7 @@ def test_new_user_logs_in(host, registry):
 
 def test_new_nginx_setting_is_live(host, registry):
     max_age = host.ansible.get_variables()["selfhosted_test_new_hsts_max_age"]
-    _, headers = curl_headers(host, f"https://{registry.domain}/v2/")
+    _status, headers = curl_headers(host, f"https://{registry.domain}/v2/")
     assert headers["strict-transport-security"].startswith(f"max-age={max_age}")
 
 
@@ -254,7 +254,7 @@ def test_renewal_is_served_without_restart(host, registry):
     output = run_ok(registry.host, "env REQUESTS_CA_BUNDLE=%s certbot renew --force-renewal --no-random-sleep-on-renew 2>&1", ca_bundle)
     assert "selfhosted-registry-reload-proxy" in output, f"the deploy hook did not run: {output}"
     serial = before_serial
-    for _ in range(20):
+    for _attempt in range(20):
         serial = certificate_field(host, served_certificate(host, registry.domain), "-serial")
         if serial != before_serial:
             break

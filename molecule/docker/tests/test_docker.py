@@ -115,7 +115,7 @@ def test_container_from_the_mirror_serves(host):
             "import urllib.request; "
             f"print(urllib.request.urlopen('http://127.0.0.1:{port}/v2/', timeout=5).status)"
         )
-        for _ in range(30):
+        for _attempt in range(30):
             result = host.run("python3 -c %s", probe)
             if result.rc == 0:
                 break
