@@ -1,0 +1,275 @@
+"""Client side of the resilience tests (molecule/resilience), run on the client container.
+
+Subcommands:
+  make-image  write an OCI layout with random layers (real tar+gzip layers)
+  load        pull an image in a loop with skopeo and probe its manifest,
+              bounded in time and count, one JSON line per attempt
+  walk        walk the registry through its API: catalog, tags, manifests,
+              blobs; report every broken link
+
+Credentials come from the environment (RESILIENCE_CREDS="user:password"),
+not the command line. Only the Python standard library and skopeo are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    ]
+)
+
+
+def creds() -> str:
+    value = os.environ.get("RESILIENCE_CREDS", "")
+    if ":" not in value:
+        sys.exit("RESILIENCE_CREDS must be user:password")
+    return value
+
+
+# --- make-image ----------------------------------------------------------------------------------
+
+
+def _write_blob(out: str, data: bytes) -> dict:
+    digest = hashlib.sha256(data).hexdigest()
+    with open(os.path.join(out, "blobs", "sha256", digest), "wb") as f:
+        f.write(data)
+    return {"digest": "sha256:" + digest, "size": len(data)}
+
+
+def make_image(args: argparse.Namespace) -> None:
+    shutil.rmtree(args.out, ignore_errors=True)
+    os.makedirs(os.path.join(args.out, "blobs", "sha256"))
+    layers, diff_ids = [], []
+    for index in range(args.layers):
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w") as tar:
+            payload = os.urandom(args.layer_bytes)
+            info = tarfile.TarInfo(f"data/{args.name}-{index}.bin")
+            info.size = len(payload)
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(payload))
+        raw_bytes = raw.getvalue()
+        diff_ids.append("sha256:" + hashlib.sha256(raw_bytes).hexdigest())
+        # Level 0: random data does not compress, and it is fast.
+        layer = _write_blob(args.out, gzip.compress(raw_bytes, compresslevel=0, mtime=0))
+        layer["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip"
+        layers.append(layer)
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}},
+        sort_keys=True,
+    ).encode()
+    config_desc = _write_blob(args.out, config)
+    config_desc["mediaType"] = "application/vnd.oci.image.config.v1+json"
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config_desc,
+            "layers": layers,
+        },
+        sort_keys=True,
+    ).encode()
+    manifest_desc = _write_blob(args.out, manifest)
+    manifest_desc["mediaType"] = "application/vnd.oci.image.manifest.v1+json"
+    manifest_desc["annotations"] = {"org.opencontainers.image.ref.name": args.name}
+    with open(os.path.join(args.out, "index.json"), "w", encoding="utf-8") as f:
+        json.dump({"schemaVersion": 2, "manifests": [manifest_desc]}, f)
+    with open(os.path.join(args.out, "oci-layout"), "w", encoding="utf-8") as f:
+        json.dump({"imageLayoutVersion": "1.0.0"}, f)
+    print(json.dumps({"manifest": manifest_desc["digest"], "blobs": [config_desc["digest"]] + [x["digest"] for x in layers]}))
+
+
+# --- HTTP ----------------------------------------------------------------------------------------
+
+
+class Api:
+    """The registry's API over HTTPS with basic auth, one connection per request."""
+
+    def __init__(self, registry: str, ca: str, timeout: float = 10.0) -> None:
+        self.base = f"https://{registry}"
+        self.context = ssl.create_default_context(cafile=ca)
+        self.auth = "Basic " + base64.b64encode(creds().encode()).decode()
+        self.timeout = timeout
+
+    def request(self, path: str, method: str = "GET", accept: str | None = None) -> tuple[int, dict, bytes]:
+        request = urllib.request.Request(self.base + path, method=method)
+        request.add_header("Authorization", self.auth)
+        if accept:
+            request.add_header("Accept", accept)
+        try:
+            with urllib.request.urlopen(request, context=self.context, timeout=self.timeout) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+
+
+# --- load ----------------------------------------------------------------------------------------
+
+
+def load(args: argparse.Namespace) -> None:
+    """Pull (skopeo, full transfer into a fresh directory) and probe (manifest GET) until told to stop.
+
+    Bounded: at most --max-pulls pulls and --max-seconds seconds in all, each
+    pull at most --pull-timeout seconds, one pull started every --pull-interval
+    seconds at most; stops early when --stop-file exists.
+    """
+    deadline = time.time() + args.max_seconds
+    lock = threading.Lock()
+    log = open(args.log, "a", buffering=1, encoding="utf-8")  # pylint: disable=consider-using-with
+    registry, _slash, rest = args.ref.partition("/")
+    repository, _at, digest = rest.partition("@")
+    api = Api(registry, args.ca, timeout=args.probe_timeout)
+
+    def record(**fields) -> None:
+        with lock:
+            log.write(json.dumps(fields) + "\n")
+
+    def stopped() -> bool:
+        return time.time() >= deadline or os.path.exists(args.stop_file)
+
+    def puller() -> None:
+        work = args.log + ".pull"
+        for number in range(args.max_pulls):
+            if stopped():
+                return
+            shutil.rmtree(work, ignore_errors=True)
+            start = time.time()
+            try:
+                result = subprocess.run(
+                    ["skopeo", "copy", "--quiet", "--src-creds", creds(), f"docker://{args.ref}", f"dir:{work}"],
+                    capture_output=True,
+                    text=True,
+                    timeout=args.pull_timeout,
+                    check=False,
+                )
+                ok, detail = result.returncode == 0, (result.stderr or result.stdout).strip()[-400:]
+            except subprocess.TimeoutExpired:
+                ok, detail = False, f"timed out after {args.pull_timeout}s"
+            record(kind="pull", n=number, start=start, end=time.time(), ok=ok, detail=detail)
+            time.sleep(max(0.0, args.pull_interval - (time.time() - start)))
+        shutil.rmtree(work, ignore_errors=True)
+
+    def prober() -> None:
+        number = 0
+        while not stopped():
+            start = time.time()
+            try:
+                status, _headers, body = api.request(f"/v2/{repository}/manifests/{digest}", accept=MANIFEST_TYPES)
+                ok = status == 200 and "sha256:" + hashlib.sha256(body).hexdigest() == digest
+                detail = "" if ok else f"HTTP {status}: {body[:200]!r}"
+            except Exception as error:  # noqa: BLE001 - every failure is a result here
+                ok, detail = False, f"{type(error).__name__}: {error}"
+            record(kind="probe", n=number, start=start, end=time.time(), ok=ok, detail=detail)
+            number += 1
+            time.sleep(max(0.0, args.probe_interval - (time.time() - start)))
+
+    threads = [threading.Thread(target=puller), threading.Thread(target=prober)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log.close()
+    with open(args.log + ".done", "w", encoding="utf-8") as f:
+        f.write("done\n")
+
+
+# --- walk ----------------------------------------------------------------------------------------
+
+
+def walk(args: argparse.Namespace) -> None:
+    """Every repository, tag, manifest and blob the API lists must be there and match its digest."""
+    api = Api(args.registry, args.ca, timeout=60)
+    errors, counts = [], {"repositories": 0, "tags": 0, "manifests": 0, "blobs": 0}
+    status, _headers, body = api.request("/v2/_catalog?n=1000")
+    if status != 200:
+        print(json.dumps({"counts": counts, "errors": [f"catalog: HTTP {status}"]}))
+        return
+    seen_blobs = set()
+    for repository in json.loads(body)["repositories"] or []:
+        counts["repositories"] += 1
+        status, _headers, body = api.request(f"/v2/{repository}/tags/list?n=1000")
+        if status != 200:
+            errors.append(f"{repository}: tags list HTTP {status}")
+            continue
+        for tag in json.loads(body).get("tags") or []:
+            counts["tags"] += 1
+            status, headers, manifest = api.request(f"/v2/{repository}/manifests/{tag}", accept=MANIFEST_TYPES)
+            if status != 200:
+                errors.append(f"{repository}:{tag}: manifest HTTP {status}")
+                continue
+            counts["manifests"] += 1
+            digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+            if headers.get("Docker-Content-Digest") not in (None, digest):
+                errors.append(f"{repository}:{tag}: manifest digest {digest} != header {headers.get('Docker-Content-Digest')}")
+            document = json.loads(manifest)
+            blobs = [document["config"]] + document.get("layers", []) if "config" in document else []
+            for blob in blobs:
+                key = (repository, blob["digest"])
+                if key in seen_blobs:
+                    continue
+                seen_blobs.add(key)
+                status, _headers, data = api.request(f"/v2/{repository}/blobs/{blob['digest']}")
+                counts["blobs"] += 1
+                if status != 200:
+                    errors.append(f"{repository}: blob {blob['digest']} HTTP {status}")
+                elif "sha256:" + hashlib.sha256(data).hexdigest() != blob["digest"] or len(data) != blob["size"]:
+                    errors.append(f"{repository}: blob {blob['digest']} content does not match its digest/size")
+    print(json.dumps({"counts": counts, "errors": errors}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("make-image")
+    p.add_argument("out")
+    p.add_argument("--name", required=True)
+    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--layer-bytes", type=int, default=1 << 20)
+    p.set_defaults(func=make_image)
+
+    p = sub.add_parser("load")
+    p.add_argument("--ref", required=True, help="registry/repository@sha256:...")
+    p.add_argument("--ca", required=True)
+    p.add_argument("--log", required=True)
+    p.add_argument("--stop-file", required=True)
+    p.add_argument("--max-seconds", type=float, default=300)
+    p.add_argument("--max-pulls", type=int, default=300)
+    p.add_argument("--pull-timeout", type=float, default=60)
+    p.add_argument("--pull-interval", type=float, default=0.5, help="least time from one pull's start to the next")
+    p.add_argument("--probe-interval", type=float, default=0.25)
+    p.add_argument("--probe-timeout", type=float, default=10)
+    p.set_defaults(func=load)
+
+    p = sub.add_parser("walk")
+    p.add_argument("--registry", required=True)
+    p.add_argument("--ca", required=True)
+    p.set_defaults(func=walk)
+
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Zero downtime: the site playbook runs again while a client pulls in a loop.
+
+The client (files/resilience_client.py `load`) pulls one image (two 2 MiB
+layers) by digest with skopeo into a fresh directory (every blob really
+transferred and checked against its digest), one pull after another but at
+most two a second, and GETs its manifest every 0.25 s (probe). Each change
+below runs while the loop runs; the loop goes on for two more pulls after the
+change is done. Bounded: the loop stops after 15 minutes or 2000 pulls
+whatever happens, each pull after 60 s.
+
+(a)-(d) must not fail a single pull or probe; (e), a new registry image,
+recreates the registry container: its failure window is measured and
+reported, not asserted, and no pushed image may be lost.
+"""
+
+from __future__ import annotations
+
+from conftest import (
+    PULLER,
+    REGISTRY_HOST,
+    Window,
+    apply_overrides,
+    containers_of_stack,
+    http_status,
+    load_state,
+    measure,
+    pull_all,
+    report,
+    run_site,
+    served_serial,
+    walk_registry,
+)
+
+NEW_USER = {"name": "late", "password": "late-test-password"}
+REMOVED_USER = {"name": "ci", "password": "ci-test-password-0123456789"}
+NEW_HSTS_MAX_AGE = 600
+# prepare.yml puts this tag (the same fixture as 2.8.3) into the mirror.
+NEW_REGISTRY_IMAGE = "registry:2.8.3-resilience"
+
+
+def assert_no_failed_pull(window: Window) -> None:
+    assert window.during("pull"), f"{window.phase}: no pull overlapped the change; the test proves nothing"
+    assert not window.failed("pull"), f"{window.phase}: failed pulls: {window.failure_details('pull')}"
+    assert not window.failed("probe"), f"{window.phase}: failed probes: {window.failure_details('probe')}"
+
+
+def site_action(changes: dict, label: str):
+    return lambda: run_site(changes, label=label)
+
+
+def test_a_user_added_and_another_removed(client, images):
+    before = containers_of_stack()
+    changes = {"registry_users": [PULLER, NEW_USER]}
+    window, run = measure(client, images[0], "(a) user added + user removed", site_action(changes, "a-users"))
+    assert run.rc == 0, run.tail()
+    apply_overrides(changes)
+    assert_no_failed_pull(window)
+    assert run.recap["debian13"]["changed"] > 0, "the run changed nothing"
+    assert http_status(client, "/v2/", NEW_USER["name"], NEW_USER["password"])[0] == 200
+    assert http_status(client, "/v2/", REMOVED_USER["name"], REMOVED_USER["password"])[0] == 401
+    assert containers_of_stack() == before
+
+
+def test_b_nginx_setting_changed(client, images):
+    before = containers_of_stack()
+    changes = {"proxy_hsts_max_age": NEW_HSTS_MAX_AGE}
+    window, run = measure(client, images[0], "(b) nginx setting changed", site_action(changes, "b-nginx"))
+    assert run.rc == 0, run.tail()
+    apply_overrides(changes)
+    assert_no_failed_pull(window)
+    _status, headers = http_status(client, "/v2/")
+    assert headers["strict-transport-security"] == f"max-age={NEW_HSTS_MAX_AGE}"
+    assert containers_of_stack() == before
+
+
+def test_c_forced_certificate_renewal(client, images):
+    before = containers_of_stack()
+    serial_before = served_serial(client)
+    ca_bundle = "/usr/local/share/selfhosted-test/pebble-listener-ca.pem"
+
+    def renew():
+        return REGISTRY_HOST.run(
+            f"env REQUESTS_CA_BUNDLE={ca_bundle} certbot renew --force-renewal --no-random-sleep-on-renew 2>&1",
+            check=False,
+            timeout=300,
+        )
+
+    window, result = measure(client, images[0], "(c) certbot renew --force-renewal", renew)
+    assert result.returncode == 0, result.stdout
+    assert "selfhosted-registry-reload-proxy" in result.stdout, f"the deploy hook did not run: {result.stdout}"
+    assert_no_failed_pull(window)
+    assert served_serial(client) != serial_before, "nginx still serves the old certificate"
+    assert containers_of_stack() == before
+
+
+def test_d_unchanged_configuration(client, images):
+    before = containers_of_stack()
+    window, run = measure(client, images[0], "(d) unchanged configuration", site_action({}, "d-unchanged"))
+    assert run.rc == 0, run.tail()
+    assert_no_failed_pull(window)
+    assert run.recap["debian13"]["changed"] == 0, f"an unchanged configuration changed something: {run.recap}"
+    assert containers_of_stack() == before
+
+
+def test_e_registry_image_changed(client, images):
+    """A new registry image recreates the registry: measured, not asserted; nothing may be lost."""
+    before = containers_of_stack()
+    changes = {"registry_image": NEW_REGISTRY_IMAGE}
+    window, run = measure(client, images[0], "(e) registry image changed", site_action(changes, "e-image"))
+    assert run.rc == 0, run.tail()
+    apply_overrides(changes)
+    for kind in ("pull", "probe"):
+        for line in window.failure_details(kind, limit=3):
+            report(f"    (e) failed {kind} {line}")
+    after = containers_of_stack()
+    assert after["registry"].split()[0] != before["registry"].split()[0], "the registry container was not recreated"
+    assert after["registry"].split()[1] == NEW_REGISTRY_IMAGE
+    assert after["proxy"] == before["proxy"], "the proxy container was recreated or restarted"
+    # The loop ends with working pulls: the registry is back without help.
+    last = window.of("pull")[-2:]
+    assert last and all(a.ok for a in last), f"pulls still fail after the run: {[a.detail for a in last]}"
+    # No data lost: every image pushed so far pulls by digest, every link resolves.
+    state = load_state()
+    failed = {ref: error for ref, error in pull_all(client, state["images"]).items() if error}
+    assert not failed, failed
+    walk = walk_registry(client)
+    report(f"(e) after the image change: {len(state['images'])} images pull by digest; API walk {walk['counts']}")
+    assert not walk["errors"], walk["errors"]
