@@ -64,7 +64,7 @@ SPEC_FORMAT = 1
 SERVICE_KEYS = frozenset((
     'image', 'command', 'entrypoint', 'environment', 'volumes', 'ports',
     'networks', 'restart', 'healthcheck', 'depends_on', 'labels', 'user',
-    'read_only', 'tmpfs', 'stop_signal', 'stop_grace_period',
+    'read_only', 'tmpfs', 'stop_signal', 'stop_grace_period', 'deploy',
 ))
 TOP_LEVEL_KEYS = frozenset(('services', 'networks', 'volumes', 'name', 'version'))
 NETWORK_KEYS = frozenset(('internal', 'driver', 'name', 'external'))
@@ -74,6 +74,9 @@ VOLUME_LONG_KEYS = frozenset(('type', 'source', 'target', 'read_only'))
 PORT_LONG_KEYS = frozenset(('target', 'published', 'host_ip', 'protocol'))
 SERVICE_NETWORK_KEYS = frozenset(('aliases',))
 DEPENDS_ON_KEYS = frozenset(('condition',))
+DEPLOY_KEYS = frozenset(('update_config',))
+UPDATE_CONFIG_KEYS = frozenset(('order', 'monitor'))
+UPDATE_ORDERS = ('stop-first', 'start-first')
 DEPENDS_ON_CONDITIONS = ('service_started', 'service_healthy')
 RESTART_RE = re.compile(r'^(no|always|unless-stopped|on-failure(:[0-9]+)?)$')
 
@@ -440,6 +443,13 @@ def build_project(documents, working_dir, project_name=None):
     )
 
 
+def _check_mapping(value, allowed, what, filename):
+    """A mapping with only the allowed keys."""
+    if not isinstance(value, dict):
+        raise ComposeError('%s: %s must be a mapping' % (filename, what))
+    _check_keys(value, allowed, what, filename)
+
+
 def _check_keys(value, allowed, what, filename):
     for key in value:
         if key not in allowed:
@@ -558,7 +568,12 @@ def _parse_service(name, value, filename, working_dir, networks, volumes):
         'tmpfs': _parse_tmpfs(value.get('tmpfs'), where, filename),
         'stop_signal': None,
         'stop_grace_period': None,
+        'update': _parse_deploy(value.get('deploy'), where, filename),
     }
+    if service['update']['order'] == 'start-first' and service['ports']:
+        raise ComposeError('%s: %s: deploy.update_config.order start-first runs the old and the new container side '
+                           'by side, which cannot both publish the same host ports: use stop-first for a service '
+                           'with ports' % (filename, where))
     for label in service['labels']:
         if label.startswith('com.docker.compose.') or label == LABEL_DEFINITION:
             raise ComposeError('%s: %s: label %r is reserved: compose_stack sets the com.docker.compose.* labels itself'
@@ -854,9 +869,7 @@ def _parse_healthcheck(value, where, filename):
     if value is None:
         return None
     what = '%s: healthcheck' % where
-    if not isinstance(value, dict):
-        raise ComposeError('%s: %s must be a mapping' % (filename, what))
-    _check_keys(value, HEALTHCHECK_KEYS, what, filename)
+    _check_mapping(value, HEALTHCHECK_KEYS, what, filename)
     if value.get('disable'):
         if set(value) - set(['disable']):
             raise ComposeError('%s: %s: disable: true cannot be combined with other settings' % (filename, what))
@@ -885,6 +898,29 @@ def _parse_healthcheck(value, where, filename):
     return result
 
 
+def _parse_deploy(value, where, filename):
+    """How a container is replaced: deploy.update_config.order and .monitor, as in the compose spec.
+
+    Not part of the container's definition: changing it recreates nothing.
+    """
+    update = {'order': 'stop-first', 'monitor': None}
+    if value is None:
+        return update
+    what = '%s: deploy' % where
+    _check_mapping(value, DEPLOY_KEYS, what, filename)
+    config = value.get('update_config') or {}
+    what += '.update_config'
+    _check_mapping(config, UPDATE_CONFIG_KEYS, what, filename)
+    if config.get('order') is not None:
+        if config['order'] not in UPDATE_ORDERS:
+            raise ComposeError('%s: %s: order must be one of %s, not %r'
+                               % (filename, what, ', '.join(UPDATE_ORDERS), config['order']))
+        update['order'] = config['order']
+    if config.get('monitor') is not None:
+        update['monitor'] = format_duration(parse_duration(config['monitor'], '%s: %s: monitor' % (filename, what)))
+    return update
+
+
 def _parse_depends_on(value, where, filename):
     if value is None:
         return {}
@@ -899,9 +935,7 @@ def _parse_depends_on(value, where, filename):
             what = '%s: depends_on.%s' % (where, key)
             if config is None:
                 config = {}
-            if not isinstance(config, dict):
-                raise ComposeError('%s: %s must be a mapping' % (filename, what))
-            _check_keys(config, DEPENDS_ON_KEYS, what, filename)
+            _check_mapping(config, DEPENDS_ON_KEYS, what, filename)
             condition = config.get('condition', 'service_started')
             if condition not in DEPENDS_ON_CONDITIONS:
                 raise ComposeError('%s: %s: condition must be one of %s, not %r'

@@ -72,7 +72,7 @@ options:
         with host IP), C(networks) (list, or map with C(aliases)), C(restart), C(healthcheck) (C(test), C(interval),
         C(timeout), C(retries), C(start_period), C(disable)), C(depends_on) (list, or map with C(condition)
         V(service_started) or V(service_healthy)), C(labels), C(user), C(read_only), C(tmpfs), C(stop_signal),
-        C(stop_grace_period)."
+        C(stop_grace_period), C(deploy.update_config) (C(order), C(monitor); see the notes)."
       - "Supported top-level keys: C(services), C(networks) (C(name), C(driver), C(internal), C(external)),
         C(volumes) (C(name), C(driver), C(external)), C(name)."
       - Anonymous volumes and C(~) in paths are not supported. Missing bind-mount sources are created as directories
@@ -163,6 +163,13 @@ notes:
     implicitly.
   - When a container is recreated, the new one is created before the old one is stopped; if creating or starting the
     new container fails, the old one is put back.
+  - A service with C(deploy.update_config.order=start-first) is recreated without a gap, as in swarm mode: the new
+    container starts beside the running old one (both answer to the service's network aliases), must become ready
+    (healthy, or running without a healthcheck) within O(wait_timeout) and stay ready for
+    C(deploy.update_config.monitor), and only then is the old one stopped (within its C(stop_grace_period)). If the
+    new one fails, it is removed and the old one keeps running. Not for services that publish ports. The default,
+    C(stop-first), stops the old container before starting the new one. C(deploy) is not part of the container's
+    definition: changing it recreates nothing.
 seealso:
   - name: Compose file reference
     description: The compose specification, of which this module supports the subset listed under O(files).
@@ -274,6 +281,7 @@ volumes:
 '''
 
 import os
+import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -286,6 +294,7 @@ from ansible_collections.selfhosted.registry.plugins.module_utils._compose impor
     container_name,
     diff_values,
     load_project,
+    parse_duration,
     plan_services,
     read_definition_label,
     resource_labels,
@@ -588,10 +597,16 @@ class StackRunner(object):
         self._replace(service, name, entry, record, labels)
 
     def _replace(self, service, name, entry, record, labels):
-        """Recreate a container: the new one is created before the old one stops; on failure the old one returns."""
+        """Recreate a container: the new one is created before the old one stops; on failure the old one returns.
+
+        With deploy.update_config.order start-first, the new container starts and must be ready (healthy, or
+        running without a healthcheck) and stay so for update_config.monitor while the old one still runs: clients
+        that find the service by its network alias always have a container to reach.
+        """
         engine = self.engine
         temporary = '%s_%s' % (record['id'][:12], name)
         extra_binds = self._inherited_anonymous_volumes(record, entry['spec'])
+        update = self.project.services[service]['update']
         engine.rename(record['id'], temporary)
         try:
             new_id = engine.create_container(name, entry['spec'], labels, extra_binds=extra_binds)
@@ -599,8 +614,12 @@ class StackRunner(object):
             engine.rename(record['id'], name)
             raise
         try:
-            engine.stop(record['id'], temporary, self._stop_timeout(record))
-            engine.start(new_id, name)
+            if update['order'] == 'start-first' and record['running']:
+                self._start_beside(service, name, new_id, update['monitor'])
+                engine.stop(record['id'], temporary, self._stop_timeout(record))
+            else:
+                engine.stop(record['id'], temporary, self._stop_timeout(record))
+                engine.start(new_id, name)
         except EngineError as exc:
             engine.remove(new_id, name, force=True)
             engine.rename(record['id'], name)
@@ -609,6 +628,15 @@ class StackRunner(object):
             raise EngineError('%s. The previous container of service %s was put back.' % (exc, service))
         engine.remove(record['id'], temporary)
         self.current[service] = new_id
+
+    def _start_beside(self, service, name, new_id, monitor):
+        """Start the new container of a start-first service and watch it while the old one still serves."""
+        self.engine.start(new_id, name)
+        self.engine.wait_ready(new_id, service, self.params['wait_timeout'],
+                               why='start-first: the previous container serves until this one is ready')
+        if monitor:
+            time.sleep(parse_duration(monitor) / 1e9)
+            self.engine.wait_ready(new_id, service, 0, why='start-first: it must stay ready for update_config.monitor')
 
     def _inherited_anonymous_volumes(self, record, spec):
         """Anonymous volumes (from the image's VOLUME) move to the new container, as compose does."""

@@ -363,6 +363,73 @@ def test_wait_reports_an_unhealthy_service(stack):
     assert 'sick' in failed['msg'] and 'unhealthy' in failed['msg']
 
 
+def start_first_service(greeting, healthy=True):
+    """One start-first service whose healthcheck passes a second after start (or never)."""
+    ready = 'sleep 1; touch /tmp/ready; ' if healthy else ''
+    return (
+        'services:\n  app:\n    image: %s\n'
+        '    command: ["sh", "-c", "%strap \'exit 0\' TERM; while true; do sleep 0.2; done"]\n'
+        '    environment:\n      GREETING: %s\n'
+        '    stop_grace_period: 5s\n'
+        '    healthcheck:\n      test: ["CMD", "test", "-f", "/tmp/ready"]\n      interval: 1s\n      retries: 3\n'
+        '    deploy:\n      update_config:\n        order: start-first\n        monitor: 2s\n'
+        % (IMAGE, ready, greeting))
+
+
+def container_events(stack, since, until):
+    """(action, container id) of the project's container events between two times, in order."""
+    events = stack.client.events(since=since, until=until, decode=True,
+                                 filters={'type': 'container', 'label': 'com.docker.compose.project=%s' % stack.name})
+    return [(event.get('Action') or event.get('status'), event['id']) for event in events]
+
+
+def test_start_first_stops_the_old_container_only_after_the_new_one_is_ready(stack):
+    stack.write(start_first_service('one'))
+    actions(stack.run(wait=True))
+    old = stack.ids()['app']
+    # Changing only the rollout settings recreates nothing.
+    stack.write(start_first_service('one').replace('monitor: 2s', 'monitor: 3s'))
+    assert actions(stack.run()) == {'app': 'unchanged'}
+    since = int(time.time()) - 1
+    stack.write(start_first_service('two'))
+    started = time.monotonic()
+    assert actions(stack.run()) == {'app': 'recreated'}
+    took = time.monotonic() - started
+    new = stack.ids()['app']
+    events = container_events(stack, since, int(time.time()) + 1)
+    healthy = events.index(('health_status: healthy', new))
+    stopped = [i for i, (action, cid) in enumerate(events) if cid == old and action in ('kill', 'die')]
+    assert stopped and min(stopped) > healthy, events
+    assert ('die', new) not in events
+    # the old container was stopped with SIGTERM, not killed after the grace period
+    assert took >= 3 and took < 5 + 15, took
+    containers = stack.containers()
+    assert list(containers) == ['app'] and containers['app']['Name'] == '/%s-app-1' % stack.name
+    assert 'GREETING=two' in containers['app']['Config']['Env']
+
+
+def test_start_first_keeps_the_old_container_when_the_new_one_fails(stack):
+    stack.write(start_first_service('one'))
+    actions(stack.run(wait=True))
+    old = stack.ids()['app']
+    stack.write(start_first_service('never', healthy=False))
+    failed = stack.run(wait_timeout=20)
+    assert failed['failed'] is True
+    assert 'start-first' in failed['msg'] and 'put back' in failed['msg'], failed['msg']
+    containers = stack.containers()
+    assert stack.ids() == {'app': old}
+    assert containers['app']['State']['Running'] is True and containers['app']['Name'] == '/%s-app-1' % stack.name
+    assert len(stack.client.containers(all=True, filters={'name': stack.name})) == 1
+
+
+def test_start_first_is_refused_for_a_service_with_ports(stack):
+    stack.write(start_first_service('one').replace('    stop_grace_period', '    ports: ["127.0.0.1::80"]\n'
+                                                   '    stop_grace_period'))
+    failed = stack.run()
+    assert failed['failed'] is True and 'start-first' in failed['msg'] and 'stop-first' in failed['msg']
+    assert not stack.containers()
+
+
 def test_subset_of_services_and_scope_of_absent(stack):
     port = free_port()
     stack.write(two_services(port))

@@ -144,7 +144,7 @@ def test_minimal_service_defaults():
         'image': 'img:1', 'command': None, 'entrypoint': None, 'environment': {}, 'labels': {},
         'volumes': [], 'ports': [], 'networks': {'default': {'aliases': []}}, 'restart': 'no',
         'healthcheck': None, 'depends_on': {}, 'user': None, 'read_only': False, 'tmpfs': [],
-        'stop_signal': None, 'stop_grace_period': None,
+        'stop_signal': None, 'stop_grace_period': None, 'update': {'order': 'stop-first', 'monitor': None},
     }
 
 
@@ -425,7 +425,7 @@ def test_top_level_networks_and_volumes():
     ('container_name: x', 'container_name'),
     ('privileged: true', 'privileged'),
     ('env_file: .env', 'env_file'),
-    ('deploy: {}', 'deploy'),
+    ('deploy: {replicas: 2}', 'replicas'),
     ('cap_add: [NET_ADMIN]', 'cap_add'),
     ('network_mode: host', 'network_mode'),
 ])
@@ -433,6 +433,34 @@ def test_unsupported_service_keys(body, key):
     message = error('services:\n  web:\n    image: a\n    %s\n' % body, filename='proxy.yaml')
     assert "unsupported key %r in service 'web'" % key in message
     assert os.path.join(WORKDIR, 'proxy.yaml') in message
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('deploy: {}', {'order': 'stop-first', 'monitor': None}),
+    ('deploy: {update_config: {order: start-first}}', {'order': 'start-first', 'monitor': None}),
+    ('deploy: {update_config: {order: stop-first, monitor: 1m30s}}', {'order': 'stop-first', 'monitor': '1m30s'}),
+])
+def test_deploy_update_config(text, expected):
+    assert service(text)['update'] == expected
+
+
+@pytest.mark.parametrize('text, fragment', [
+    ('deploy: {update_config: {order: rolling}}', "order must be one of stop-first, start-first, not 'rolling'"),
+    ('deploy: {update_config: {monitor: 5}}', 'monitor'),
+    ('deploy: {update_config: {parallelism: 2}}', "unsupported key 'parallelism'"),
+    ('deploy: {update_config: {order: start-first}}\nports: ["80:80"]', 'use stop-first for a service with ports'),
+    ('deploy: [update_config]', 'deploy must be a mapping'),
+])
+def test_deploy_errors(text, fragment):
+    with pytest.raises(c.ComposeError) as info:
+        service(text)
+    assert fragment in str(info.value)
+
+
+def test_deploy_is_not_part_of_the_container_definition():
+    plain = project('services:\n  web:\n    image: a\n')
+    rolled = project('services:\n  web:\n    image: a\n    deploy: {update_config: {order: start-first, monitor: 5s}}\n')
+    assert c.resolve_service(plain, 'web') == c.resolve_service(rolled, 'web')
 
 
 @pytest.mark.parametrize('text, key', [
