@@ -163,13 +163,13 @@ notes:
     implicitly.
   - When a container is recreated, the new one is created before the old one is stopped; if creating or starting the
     new container fails, the old one is put back.
-  - A service with C(deploy.update_config.order=start-first) is recreated without a gap, as in swarm mode: the new
+  - A service with C(deploy.update_config.order=start-first) is recreated without a gap, as in swarm mode. The new
     container starts beside the running old one (both answer to the service's network aliases), must become ready
     (healthy, or running without a healthcheck) within O(wait_timeout) and stay ready for
     C(deploy.update_config.monitor), and only then is the old one stopped (within its C(stop_grace_period)). If the
     new one fails, it is removed and the old one keeps running. Not for services that publish ports. The default,
     C(stop-first), stops the old container before starting the new one. C(deploy) is not part of the container's
-    definition: changing it recreates nothing.
+    definition, so changing it recreates nothing.
 seealso:
   - name: Compose file reference
     description: The compose specification, of which this module supports the subset listed under O(files).
