@@ -79,3 +79,29 @@ def test_registry_publishes_no_port(host):
     assert not any(registry["NetworkSettings"]["Ports"].values())
     # Nothing on the host listens on the registry's port either.
     assert run_ok(host, "ss --tcp --listening --numeric --no-header 'sport = :5000'").strip() == ""
+
+
+# What each host runs: the roles' defaults on Debian 13, the older majors on Debian 12.
+EXPECTED_VERSIONS = {"debian13": ("3.1.1", "1.30.6"), "debian12": ("2.8.3", "1.26.3")}
+CONFIG_MOUNTS = {"3": "/etc/distribution", "2": "/etc/docker/registry"}
+
+
+def test_registry_and_nginx_versions(host):
+    registry_version, nginx_version = EXPECTED_VERSIONS[host.backend.get_hostname()]
+    assert registry_version in run_ok(host, "docker exec registry-registry-1 registry --version")
+    assert f"nginx/{nginx_version}" in run_ok(host, "docker exec registry-proxy-1 nginx -v 2>&1")
+
+
+def test_registry_reads_the_config_where_its_major_version_looks(host):
+    major = EXPECTED_VERSIONS[host.backend.get_hostname()][0].split(".")[0]
+    registry = json.loads(run_ok(host, "docker inspect registry-registry-1"))[0]
+    mount = CONFIG_MOUNTS[major]
+    assert registry["Config"]["Cmd"] == [f"{mount}/config.yml"]
+    assert {m["Destination"]: m["Source"] for m in registry["Mounts"]}[mount] == f"{BASE_DIR}/config"
+
+
+def test_nginx_finds_a_recreated_registry_the_way_its_version_needs(host):
+    conf = host.file(f"{BASE_DIR}/nginx/nginx.conf").content_string
+    resolves = host.backend.get_hostname() == "debian13"
+    assert ("registry:5000 resolve;" in conf) == resolves
+    assert ("resolver 127.0.0.11" in conf) == resolves

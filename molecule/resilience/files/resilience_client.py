@@ -57,47 +57,113 @@ def _write_blob(out: str, data: bytes) -> dict:
     return {"digest": "sha256:" + digest, "size": len(data)}
 
 
-def make_image(args: argparse.Namespace) -> None:
-    shutil.rmtree(args.out, ignore_errors=True)
-    os.makedirs(os.path.join(args.out, "blobs", "sha256"))
-    layers, diff_ids = [], []
-    for index in range(args.layers):
-        raw = io.BytesIO()
-        with tarfile.open(fileobj=raw, mode="w") as tar:
-            payload = os.urandom(args.layer_bytes)
-            info = tarfile.TarInfo(f"data/{args.name}-{index}.bin")
-            info.size = len(payload)
-            info.mtime = 0
-            tar.addfile(info, io.BytesIO(payload))
-        raw_bytes = raw.getvalue()
-        diff_ids.append("sha256:" + hashlib.sha256(raw_bytes).hexdigest())
+class _Hashing(io.RawIOBase):
+    """A file that hashes and counts what is written to it."""
+
+    def __init__(self, f) -> None:
+        super().__init__()
+        self.f, self.sha, self.size = f, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.f.write(data)
+        self.sha.update(data)
+        self.size += len(data)
+        return len(data)
+
+
+def _write_layer(out: str, member: str, size: int) -> tuple[dict, str]:
+    """A gzip'ed tar layer with one file of `size` random bytes, streamed to disk: (descriptor, diff ID)."""
+    chunk = 4 << 20
+    temporary = os.path.join(out, "layer.tmp")
+    with open(temporary, "wb") as raw_file:
+        compressed = _Hashing(raw_file)
         # Level 0: random data does not compress, and it is fast.
-        layer = _write_blob(args.out, gzip.compress(raw_bytes, compresslevel=0, mtime=0))
-        layer["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip"
-        layers.append(layer)
+        with gzip.GzipFile(fileobj=compressed, mode="wb", compresslevel=0, mtime=0) as gz:
+            uncompressed = _Hashing(gz)
+            with tarfile.open(fileobj=uncompressed, mode="w|") as tar:
+                info = tarfile.TarInfo(member)
+                info.size, info.mtime = size, 0
+                reader = io.BufferedReader(_RandomReader(size), buffer_size=chunk)
+                tar.addfile(info, reader)
+    digest = compressed.sha.hexdigest()
+    os.rename(temporary, os.path.join(out, "blobs", "sha256", digest))
+    descriptor = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": "sha256:" + digest, "size": compressed.size}
+    return descriptor, "sha256:" + uncompressed.sha.hexdigest()
+
+
+class _RandomReader(io.RawIOBase):
+    """`size` random bytes, read in pieces."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = min(len(buffer), self.left)
+        buffer[:count] = os.urandom(count)
+        self.left -= count
+        return count
+
+
+def _write_manifest(out: str, name: str, architecture: str, layers: int, layer_bytes: int) -> tuple[dict, list[str]]:
+    descriptors, diff_ids = [], []
+    for index in range(layers):
+        descriptor, diff_id = _write_layer(out, f"data/{name}-{architecture}-{index}.bin", layer_bytes)
+        descriptors.append(descriptor)
+        diff_ids.append(diff_id)
     config = json.dumps(
-        {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}},
+        {"architecture": architecture, "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}},
         sort_keys=True,
     ).encode()
-    config_desc = _write_blob(args.out, config)
+    config_desc = _write_blob(out, config)
     config_desc["mediaType"] = "application/vnd.oci.image.config.v1+json"
     manifest = json.dumps(
         {
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": config_desc,
-            "layers": layers,
+            "layers": descriptors,
         },
         sort_keys=True,
     ).encode()
-    manifest_desc = _write_blob(args.out, manifest)
+    manifest_desc = _write_blob(out, manifest)
     manifest_desc["mediaType"] = "application/vnd.oci.image.manifest.v1+json"
-    manifest_desc["annotations"] = {"org.opencontainers.image.ref.name": args.name}
+    return manifest_desc, [config_desc["digest"]] + [x["digest"] for x in descriptors]
+
+
+def make_image(args: argparse.Namespace) -> None:
+    """An OCI layout with one image (one architecture) or an image index (several)."""
+    shutil.rmtree(args.out, ignore_errors=True)
+    os.makedirs(os.path.join(args.out, "blobs", "sha256"))
+    architectures = args.platforms.split(",")
+    manifests, blobs = [], []
+    for architecture in architectures:
+        manifest_desc, manifest_blobs = _write_manifest(args.out, args.name, architecture, args.layers, args.layer_bytes)
+        manifest_desc["platform"] = {"architecture": architecture, "os": "linux"}
+        manifests.append(manifest_desc)
+        blobs += manifest_blobs
+    if len(manifests) == 1:
+        top = manifests[0]
+        del top["platform"]
+    else:
+        index = json.dumps(
+            {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests},
+            sort_keys=True,
+        ).encode()
+        top = _write_blob(args.out, index)
+        top["mediaType"] = "application/vnd.oci.image.index.v1+json"
+    top["annotations"] = {"org.opencontainers.image.ref.name": args.name}
     with open(os.path.join(args.out, "index.json"), "w", encoding="utf-8") as f:
-        json.dump({"schemaVersion": 2, "manifests": [manifest_desc]}, f)
+        json.dump({"schemaVersion": 2, "manifests": [top]}, f)
     with open(os.path.join(args.out, "oci-layout"), "w", encoding="utf-8") as f:
         json.dump({"imageLayoutVersion": "1.0.0"}, f)
-    print(json.dumps({"manifest": manifest_desc["digest"], "blobs": [config_desc["digest"]] + [x["digest"] for x in layers]}))
+    print(json.dumps({"manifest": top["digest"], "blobs": blobs, "manifests": [m["digest"] for m in manifests]}))
 
 
 # --- HTTP ----------------------------------------------------------------------------------------
@@ -198,7 +264,7 @@ def load(args: argparse.Namespace) -> None:
 
 
 def walk(args: argparse.Namespace) -> None:
-    """Every repository, tag, manifest and blob the API lists must be there and match its digest."""
+    """Every repository, tag, manifest (indexes followed) and blob the API lists must be there and match its digest."""
     api = Api(args.registry, args.ca, timeout=60)
     errors, counts = [], {"repositories": 0, "tags": 0, "manifests": 0, "blobs": 0}
     status, _headers, body = api.request("/v2/_catalog?n=1000")
@@ -206,6 +272,34 @@ def walk(args: argparse.Namespace) -> None:
         print(json.dumps({"counts": counts, "errors": [f"catalog: HTTP {status}"]}))
         return
     seen_blobs = set()
+
+    def check_blob(repository: str, blob: dict) -> None:
+        key = (repository, blob["digest"])
+        if key in seen_blobs:
+            return
+        seen_blobs.add(key)
+        status, _headers, data = api.request(f"/v2/{repository}/blobs/{blob['digest']}")
+        counts["blobs"] += 1
+        if status != 200:
+            errors.append(f"{repository}: blob {blob['digest']} HTTP {status}")
+        elif "sha256:" + hashlib.sha256(data).hexdigest() != blob["digest"] or len(data) != blob["size"]:
+            errors.append(f"{repository}: blob {blob['digest']} content does not match its digest/size")
+
+    def check_manifest(repository: str, reference: str, expected: str | None = None) -> None:
+        status, headers, manifest = api.request(f"/v2/{repository}/manifests/{reference}", accept=MANIFEST_TYPES)
+        if status != 200:
+            errors.append(f"{repository}:{reference}: manifest HTTP {status}")
+            return
+        counts["manifests"] += 1
+        digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        if headers.get("Docker-Content-Digest") not in (None, digest) or expected not in (None, digest):
+            errors.append(f"{repository}:{reference}: manifest digest {digest} != {headers.get('Docker-Content-Digest')} / {expected}")
+        document = json.loads(manifest)
+        for child in document.get("manifests", []):
+            check_manifest(repository, child["digest"], child["digest"])
+        for blob in ([document["config"]] if "config" in document else []) + document.get("layers", []):
+            check_blob(repository, blob)
+
     for repository in json.loads(body)["repositories"] or []:
         counts["repositories"] += 1
         status, _headers, body = api.request(f"/v2/{repository}/tags/list?n=1000")
@@ -214,27 +308,7 @@ def walk(args: argparse.Namespace) -> None:
             continue
         for tag in json.loads(body).get("tags") or []:
             counts["tags"] += 1
-            status, headers, manifest = api.request(f"/v2/{repository}/manifests/{tag}", accept=MANIFEST_TYPES)
-            if status != 200:
-                errors.append(f"{repository}:{tag}: manifest HTTP {status}")
-                continue
-            counts["manifests"] += 1
-            digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
-            if headers.get("Docker-Content-Digest") not in (None, digest):
-                errors.append(f"{repository}:{tag}: manifest digest {digest} != header {headers.get('Docker-Content-Digest')}")
-            document = json.loads(manifest)
-            blobs = [document["config"]] + document.get("layers", []) if "config" in document else []
-            for blob in blobs:
-                key = (repository, blob["digest"])
-                if key in seen_blobs:
-                    continue
-                seen_blobs.add(key)
-                status, _headers, data = api.request(f"/v2/{repository}/blobs/{blob['digest']}")
-                counts["blobs"] += 1
-                if status != 200:
-                    errors.append(f"{repository}: blob {blob['digest']} HTTP {status}")
-                elif "sha256:" + hashlib.sha256(data).hexdigest() != blob["digest"] or len(data) != blob["size"]:
-                    errors.append(f"{repository}: blob {blob['digest']} content does not match its digest/size")
+            check_manifest(repository, tag)
     print(json.dumps({"counts": counts, "errors": errors}))
 
 
@@ -247,6 +321,7 @@ def main() -> None:
     p.add_argument("--name", required=True)
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--layer-bytes", type=int, default=1 << 20)
+    p.add_argument("--platforms", default="amd64", help="architectures, comma separated: several make an image index")
     p.set_defaults(func=make_image)
 
     p = sub.add_parser("load")

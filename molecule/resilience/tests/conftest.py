@@ -307,11 +307,18 @@ def apply_overrides(changes: dict) -> None:
 # --- images on the registry ----------------------------------------------------------------------
 
 
-def push_image(client: Container, repository: str, *, layers: int = 1, layer_bytes: int = 1 << 20, timeout: float = 300) -> dict:
-    """Make an image of random layers on the client and push it; returns {ref, blobs}."""
+def push_image(
+    client: Container, repository: str, *, layers: int = 1, layer_bytes: int = 1 << 20, platforms: str = "amd64", timeout: float = 300
+) -> dict:
+    """Make an image of random layers on the client (an index for several platforms) and push it; returns {ref, blobs}."""
     name = uuid.uuid4().hex[:8]
     directory = f"/var/tmp/resilience-image-{name}"
-    made = json.loads(client.out(f"{CLIENT_TOOL} make-image {directory} --name {name} --layers {layers} --layer-bytes {layer_bytes}"))
+    made = json.loads(
+        client.out(
+            f"{CLIENT_TOOL} make-image {directory} --name {name} --layers {layers} --layer-bytes {layer_bytes} --platforms {platforms}",
+            timeout=timeout,
+        )
+    )
     try:
         result = push_layout(client, directory, name, repository, timeout=timeout)
         if result.returncode != 0:
@@ -324,7 +331,7 @@ def push_image(client: Container, repository: str, *, layers: int = 1, layer_byt
 def push_layout(client: Container, directory: str, name: str, repository: str, timeout: float = 300) -> subprocess.CompletedProcess:
     creds = f"{PULLER['name']}:{PULLER['password']}"
     return client.run(
-        f'timeout {int(timeout)} skopeo copy --quiet --retry-times 0 --dest-creds "$RESILIENCE_CREDS" '
+        f'timeout {int(timeout)} skopeo copy --quiet --all --retry-times 0 --dest-creds "$RESILIENCE_CREDS" '
         f"oci:{directory}:{name} docker://{DOMAIN}/{repository}:{name}",
         check=False,
         timeout=timeout + 30,
@@ -332,13 +339,16 @@ def push_layout(client: Container, directory: str, name: str, repository: str, t
     )
 
 
-def pull_all(client: Container, images: list[dict], timeout: float = 600) -> dict:
-    """Pull every image by digest (full transfer, blobs checked against their digests): ref -> error ('' if ok)."""
+def pull_all(client: Container, images: list[dict], timeout: float = 900) -> dict:
+    """Pull every image by digest, every platform of an index (full transfer, blobs checked against their digests).
+
+    Returns ref -> error ('' if ok).
+    """
     refs = " ".join(shlex.quote(image["ref"]) for image in images)
     script = f"""
 for ref in {refs}; do
   rm -rf /var/tmp/resilience-pull-check
-  if err=$(timeout 120 skopeo copy --quiet --retry-times 0 --src-creds "$RESILIENCE_CREDS" "docker://$ref" dir:/var/tmp/resilience-pull-check 2>&1); then
+  if err=$(timeout 300 skopeo copy --quiet --all --retry-times 0 --src-creds "$RESILIENCE_CREDS" "docker://$ref" oci:/var/tmp/resilience-pull-check:check 2>&1); then
     echo "OK $ref"
   else
     echo "FAIL $ref $(echo "$err" | tr '\\n' ' ' | tail -c 300)"

@@ -8,9 +8,10 @@ below runs while the loop runs; the loop goes on for two more pulls after the
 change is done. Bounded: the loop stops after 15 minutes or 2000 pulls
 whatever happens, each pull after 60 s.
 
-(a)-(d) must not fail a single pull or probe; (e), a new registry image,
-recreates the registry container: its failure window is measured and
-reported, not asserted, and no pushed image may be lost.
+(a)-(d) must not fail a single pull or probe, and neither may (e), a
+configuration change that recreates the registry container: the new one
+starts beside the old one (test_0_upgrade.py does the same for a new image),
+and no pushed image may be lost.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from conftest import (
 NEW_USER = {"name": "late", "password": "late-test-password"}
 REMOVED_USER = {"name": "ci", "password": "ci-test-password-0123456789"}
 NEW_HSTS_MAX_AGE = 600
-# prepare.yml puts this tag (the same fixture as 2.8.3) into the mirror.
-NEW_REGISTRY_IMAGE = "registry:2.8.3-resilience"
+# A new config.yml (http.draintimeout) and stop grace period: the registry is recreated.
+NEW_DRAIN_TIMEOUT = 30
 
 
 def assert_no_failed_pull(window: Window) -> None:
@@ -102,27 +103,21 @@ def test_d_unchanged_configuration(client, images):
     assert containers_of_stack() == before
 
 
-def test_e_registry_image_changed(client, images):
-    """A new registry image recreates the registry: measured, not asserted; nothing may be lost."""
+def test_e_registry_recreated_for_a_config_change(client, images):
+    """A new config.yml recreates the registry without a failed pull; nothing may be lost."""
     before = containers_of_stack()
-    changes = {"registry_image": NEW_REGISTRY_IMAGE}
-    window, run = measure(client, images[0], "(e) registry image changed", site_action(changes, "e-image"))
+    changes = {"registry_drain_timeout": NEW_DRAIN_TIMEOUT}
+    window, run = measure(client, images[0], "(e) registry config changed", site_action(changes, "e-config"))
     assert run.rc == 0, run.tail()
     apply_overrides(changes)
-    for kind in ("pull", "probe"):
-        for line in window.failure_details(kind, limit=3):
-            report(f"    (e) failed {kind} {line}")
+    assert_no_failed_pull(window)
     after = containers_of_stack()
     assert after["registry"].split()[0] != before["registry"].split()[0], "the registry container was not recreated"
-    assert after["registry"].split()[1] == NEW_REGISTRY_IMAGE
     assert after["proxy"] == before["proxy"], "the proxy container was recreated or restarted"
-    # The loop ends with working pulls: the registry is back without help.
-    last = window.of("pull")[-2:]
-    assert last and all(a.ok for a in last), f"pulls still fail after the run: {[a.detail for a in last]}"
     # No data lost: every image pushed so far pulls by digest, every link resolves.
     state = load_state()
     failed = {ref: error for ref, error in pull_all(client, state["images"]).items() if error}
     assert not failed, failed
     walk = walk_registry(client)
-    report(f"(e) after the image change: {len(state['images'])} images pull by digest; API walk {walk['counts']}")
+    report(f"(e) after the config change: {len(state['images'])} images pull by digest; API walk {walk['counts']}")
     assert not walk["errors"], walk["errors"]
