@@ -348,7 +348,8 @@ def pull_all(client: Container, images: list[dict], timeout: float = 900) -> dic
     script = f"""
 for ref in {refs}; do
   rm -rf /var/tmp/resilience-pull-check
-  if err=$(timeout 300 skopeo copy --quiet --all --retry-times 0 --src-creds "$RESILIENCE_CREDS" "docker://$ref" oci:/var/tmp/resilience-pull-check:check 2>&1); then
+  if err=$(timeout 300 skopeo copy --quiet --all --retry-times 0 --src-creds "$RESILIENCE_CREDS" \\
+      "docker://$ref" oci:/var/tmp/resilience-pull-check:check 2>&1); then
     echo "OK $ref"
   else
     echo "FAIL $ref $(echo "$err" | tr '\\n' ' ' | tail -c 300)"
