@@ -548,6 +548,12 @@ class Window:
         return [f"{a.start - self.start:+.1f}s: {a.detail}" for a in self.failed(kind)[:limit]]
 
 
+def assert_no_failed_pull(window: Window) -> None:
+    assert window.during("pull"), f"{window.phase}: no pull overlapped the change; the test proves nothing"
+    assert not window.failed("pull"), f"{window.phase}: failed pulls: {window.failure_details('pull')}"
+    assert not window.failed("probe"), f"{window.phase}: failed probes: {window.failure_details('probe')}"
+
+
 def measure(client: Container, image: dict, phase: str, action, settle_pulls: int = 2) -> tuple[Window, object]:
     """Run `action()` while the client pulls in a loop; a few pulls after it ends are part of the window."""
     with load_loop(client, image, phase) as loop:

@@ -19,8 +19,8 @@ from __future__ import annotations
 from conftest import (
     PULLER,
     REGISTRY_HOST,
-    Window,
     apply_overrides,
+    assert_no_failed_pull,
     containers_of_stack,
     http_status,
     load_state,
@@ -37,12 +37,6 @@ REMOVED_USER = {"name": "ci", "password": "ci-test-password-0123456789"}
 NEW_HSTS_MAX_AGE = 600
 # A new config.yml (http.draintimeout) and stop grace period: the registry is recreated.
 NEW_DRAIN_TIMEOUT = 30
-
-
-def assert_no_failed_pull(window: Window) -> None:
-    assert window.during("pull"), f"{window.phase}: no pull overlapped the change; the test proves nothing"
-    assert not window.failed("pull"), f"{window.phase}: failed pulls: {window.failure_details('pull')}"
-    assert not window.failed("probe"), f"{window.phase}: failed probes: {window.failure_details('probe')}"
 
 
 def site_action(changes: dict, label: str):
