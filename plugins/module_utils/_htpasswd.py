@@ -34,6 +34,8 @@ MAX_COST = 31
 # bcrypt reads at most 72 bytes of a password: older releases silently ignore
 # the rest, bcrypt >= 5 refuses longer passwords.
 MAX_PASSWORD_BYTES = 72
+# Apache's htpasswd refuses longer names; a name is sent on every request.
+MAX_NAME_LENGTH = 255
 
 # Costs 04 to 31 only: bcrypt refuses others.
 BCRYPT_RE = re.compile(r'^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$')
@@ -275,6 +277,10 @@ def validate_name(name, where):
         raise HtpasswdError(
             "%s: user name %r starts with '#', so the registry would read the line as a comment; "
             "choose a name that does not start with '#'" % (where, name))
+    if len(name) > MAX_NAME_LENGTH:
+        raise HtpasswdError(
+            '%s: user name %r... is %d characters long; use at most %d'
+            % (where, name[:20], len(name), MAX_NAME_LENGTH))
 
 
 def validate_password(name, password, where):
@@ -309,6 +315,45 @@ def validate_cost(cost):
         raise HtpasswdError('cost must be an integer from %d to %d (bcrypt limits), got %r' % (MIN_COST, MAX_COST, cost))
 
 
+def _entries(name, password, state, users):
+    if users is None:
+        if name is None:
+            return []
+        return [('name', {'name': name, 'password': password, 'state': state})]
+    return [('users[%d]' % index, entry) for index, entry in enumerate(users)]
+
+
+def _check_users(entries):
+    """Yield (User or None, HtpasswdError or None) for each entry, in order."""
+    first_seen = {}
+    for where, entry in entries:
+        if not isinstance(entry, dict):
+            yield None, HtpasswdError('%s: each user must be a dict with name, password and state, got %r'
+                                      % (where, type(entry).__name__))
+            continue
+        user = User(entry.get('name'), entry.get('password'), entry.get('state') or 'present', where)
+        try:
+            if not isinstance(user.name, str):
+                raise HtpasswdError('%s: the user name must be a string, got %r' % (where, type(user.name).__name__))
+            validate_name(user.name, where)
+            if user.state not in STATES:
+                raise HtpasswdError('%s (user %r): state must be one of %s, got %r'
+                                    % (where, user.name, ', '.join(STATES), user.state))
+            if user.name in first_seen:
+                raise HtpasswdError(
+                    'user %r is given twice, as %s and %s; list each user once'
+                    % (user.name, first_seen[user.name], where))
+            first_seen[user.name] = where
+            if user.state == 'present':
+                if user.password is not None and not isinstance(user.password, str):
+                    raise HtpasswdError('%s (user %r): the password must be a string (quote it)' % (where, user.name))
+                validate_password(user.name, user.password, where)
+        except HtpasswdError as exc:
+            yield None, exc
+        else:
+            yield user, None
+
+
 def requested_users(name=None, password=None, state='present', users=None):
     """Turn the module's options into a validated list of User.
 
@@ -316,29 +361,24 @@ def requested_users(name=None, password=None, state='present', users=None):
     dicts with keys name, password, state). Raises HtpasswdError on the first
     problem, naming the user and where it was given.
     """
-    if users is None:
-        if name is None:
-            return []
-        entries = [('name', {'name': name, 'password': password, 'state': state})]
-    else:
-        entries = [('users[%d]' % index, entry) for index, entry in enumerate(users)]
-
     result = []
-    first_seen = {}
-    for where, entry in entries:
-        user = User(entry.get('name'), entry.get('password'), entry.get('state') or 'present', where)
-        validate_name(user.name, where)
-        if user.state not in STATES:
-            raise HtpasswdError('%s (user %r): state must be one of %s, got %r' % (where, user.name, ', '.join(STATES), user.state))
-        if user.name in first_seen:
-            raise HtpasswdError(
-                'user %r is given twice, as %s and %s; list each user once'
-                % (user.name, first_seen[user.name], where))
-        first_seen[user.name] = where
-        if user.state == 'present':
-            validate_password(user.name, user.password, where)
+    for user, error in _check_users(_entries(name, password, state, users)):
+        if error is not None:
+            raise error
         result.append(user)
     return result
+
+
+def user_problems(users, label='users'):
+    """Every problem of a list of user dicts, as messages; [] when it is valid.
+
+    The rules of requested_users, for a caller that reports them all at once
+    (the registry role's preflight, through the collection's filter plugin).
+    Messages name the user and its place as ``<label>[<index>]``, never a
+    password.
+    """
+    entries = [('%s[%d]' % (label, index), entry) for index, entry in enumerate(users)]
+    return [str(error) for _user, error in _check_users(entries) if error is not None]
 
 
 # --------------------------------------------------------------------------

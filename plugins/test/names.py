@@ -1,0 +1,48 @@
+# -*- coding: utf-8 -*-
+# Copyright: selfhosted.registry maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Names and paths the roles accept: one definition of each rule."""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.selfhosted.registry.plugins.module_utils._compose import PROJECT_NAME_RE, SERVICE_NAME_RE
+
+# A public DNS name in lowercase: labels of letters, digits and '-', at least
+# two labels, the last one starting with a letter (so never an IP address).
+DNS_NAME_RE = re.compile(r'^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$')
+# A host directory that becomes a bind mount: absolute, no trailing slash,
+# no white space or ':' (the separator of compose's short volume syntax).
+HOST_PATH_RE = re.compile(r'^/[^\s:]*[^/\s:]$')
+
+
+def _matches(pattern, value):
+    return isinstance(value, str) and pattern.match(value) is not None
+
+
+def dns_name(value):
+    return _matches(DNS_NAME_RE, value)
+
+
+def host_path(value):
+    return _matches(HOST_PATH_RE, value)
+
+
+def compose_project_name(value):
+    return _matches(PROJECT_NAME_RE, value)
+
+
+def compose_service_name(value):
+    return _matches(SERVICE_NAME_RE, value)
+
+
+class TestModule:
+    def tests(self):
+        return {
+            'dns_name': dns_name,
+            'host_path': host_path,
+            'compose_project_name': compose_project_name,
+            'compose_service_name': compose_service_name,
+        }

@@ -1,0 +1,43 @@
+# Copyright: selfhosted.registry maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The collection's tests for names and paths."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.selfhosted.registry.plugins.test.names import TestModule
+
+TESTS = TestModule().tests()
+
+
+@pytest.mark.parametrize('test, value, expected', [
+    ('dns_name', 'registry.example.com', True),
+    ('dns_name', 'r-1.a.example', True),
+    ('dns_name', 'registry', False),  # docker would read it as a Docker Hub name
+    ('dns_name', 'Registry.example.com', False),
+    ('dns_name', 'https://registry.example.com', False),
+    ('dns_name', 'registry.example.com:443', False),
+    ('dns_name', '192.168.1.10', False),
+    ('dns_name', '-a.example.com', False),
+    ('dns_name', 'a' * 64 + '.example.com', False),
+    ('dns_name', None, False),
+    ('host_path', '/opt/registry', True),
+    ('host_path', '/', False),
+    ('host_path', '/opt/registry/', False),
+    ('host_path', 'opt/registry', False),
+    ('host_path', '/opt/my registry', False),
+    ('host_path', '/opt/a:b', False),
+    ('host_path', ['/opt'], False),
+    ('compose_project_name', 'registry', True),
+    ('compose_project_name', 'my_registry-2', True),
+    ('compose_project_name', 'Registry', False),
+    ('compose_project_name', '-registry', False),
+    ('compose_service_name', 'proxy', True),
+    ('compose_service_name', 'Proxy.1', True),
+    ('compose_service_name', '.proxy', False),
+    ('compose_service_name', 1, False),
+])
+def test_rule(test, value, expected):
+    assert TESTS[test](value) is expected
