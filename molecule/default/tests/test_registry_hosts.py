@@ -105,3 +105,18 @@ def test_nginx_finds_a_recreated_registry_the_way_its_version_needs(host):
     resolves = host.backend.get_hostname() == "debian13"
     assert ("registry:5000 resolve;" in conf) == resolves
     assert ("resolver 127.0.0.11" in conf) == resolves
+
+
+def test_reload_script_tests_the_configuration_then_reloads(host):
+    """The one way every role reloads nginx: nginx -t in the running proxy, then SIGHUP, no restart."""
+    script = host.file("/usr/local/sbin/selfhosted-registry-reload-proxy")
+    assert (script.user, script.group, script.mode) == ("root", "root", 0o755)
+    before = json.loads(run_ok(host, "docker inspect registry-proxy-1"))[0]
+    output = run_ok(host, "/usr/local/sbin/selfhosted-registry-reload-proxy registry 2>&1")
+    assert f"reloaded nginx in container {before['Id'][:12]}" in output
+    after = json.loads(run_ok(host, "docker inspect registry-proxy-1"))[0]
+    assert (after["Id"], after["State"]["StartedAt"], after["RestartCount"]) == (
+        before["Id"], before["State"]["StartedAt"], before["RestartCount"])
+    # Another project has no proxy here: nothing to reload, not an error.
+    output = run_ok(host, "/usr/local/sbin/selfhosted-registry-reload-proxy no-such-project 2>&1")
+    assert "no running proxy container in project no-such-project" in output
