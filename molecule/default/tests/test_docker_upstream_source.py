@@ -1,6 +1,6 @@
 """docker_install_source: upstream, as far as it can be checked without Docker's repository.
 
-download.docker.com is unreachable from the test platform. ../upstream_check.yml
+download.docker.com is unreachable from the test platform. ../docker_upstream_check.yml
 runs the role in check mode with the upstream source on the converged host and
 checks the deb822 source it renders with apt itself (see the playbook).
 """
@@ -11,7 +11,9 @@ import os
 import pathlib
 import subprocess
 
-PLAYBOOK = pathlib.Path(__file__).resolve().parent.parent / "upstream_check.yml"
+testinfra_hosts = ["ansible://registry"]
+
+PLAYBOOK = pathlib.Path(__file__).resolve().parent.parent / "docker_upstream_check.yml"
 
 
 def test_upstream_source_in_check_mode(host):

@@ -1,4 +1,8 @@
-"""Verify selfhosted.registry.docker from the outside, as a user of the host would."""
+"""Verify selfhosted.registry.docker on the registry hosts, as a user of the host would.
+
+The site playbook installed the engine there (group_vars: docker_users, and
+the shared config's mirror and dockerd environment).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import json
 import time
 
 import pytest
+
+testinfra_hosts = ["ansible://registry"]
 
 # Fixture image served by the test mirror under its Docker Hub name
 # (docs/contracts.md): pulled by that name, it can only come from the mirror.
