@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
+import bcrypt
 import pytest
 
 from ansible_collections.selfhosted.registry.plugins.module_utils import _htpasswd as h
 
-bcrypt = pytest.importorskip('bcrypt')
 
 # Real hashes at the lowest cost keep the tests fast.
 COST = 4

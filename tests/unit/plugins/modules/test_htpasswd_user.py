@@ -18,7 +18,6 @@ from ansible.module_utils.common import warnings as ansible_warnings
 from ansible_collections.selfhosted.registry.plugins.module_utils import _htpasswd
 from ansible_collections.selfhosted.registry.plugins.modules import htpasswd_user
 
-bcrypt = pytest.importorskip('bcrypt')
 
 try:  # ansible-core >= 2.19
     from ansible.module_utils.testing import patch_module_args
