@@ -89,8 +89,6 @@ RESOURCE_KEY_RE = re.compile(r'^[a-zA-Z0-9._-]+$')
 # start with an alphanumeric character.
 SERVICE_NAME_RE = re.compile(r'^[a-zA-Z0-9][a-zA-Z0-9._-]*$')
 
-ACTIONS = ('created', 'recreated', 'started', 'stopped', 'restarted', 'removed', 'signaled', 'unchanged')
-
 
 class ComposeError(Exception):
     """A compose file or module input that cannot be used, with the fix in the message."""

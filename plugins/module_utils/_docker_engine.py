@@ -23,7 +23,6 @@ try:
 except ImportError:  # pragma: no cover - exercised on hosts without the SDK
     HAS_DOCKER_SDK = False
     DOCKER_SDK_IMPORT_ERROR = traceback.format_exc()
-    DOCKER_SDK_VERSION = None
 
     class DockerException(Exception):  # type: ignore[no-redef]
         pass
@@ -39,7 +38,6 @@ except ImportError:  # pragma: no cover - exercised on hosts without the SDK
 else:
     HAS_DOCKER_SDK = True
     DOCKER_SDK_IMPORT_ERROR = None
-    DOCKER_SDK_VERSION = docker.__version__
 
 from ansible_collections.selfhosted.registry.plugins.module_utils._compose import (
     LABEL_CONTAINER_NUMBER,
@@ -149,10 +147,6 @@ class Engine(object):
             return None
         except (DockerException, RequestException) as exc:
             raise EngineError('inspecting image %s failed: %s' % (reference, _explain(exc)))
-
-    def image_volumes(self, image_id):
-        info = self._call('inspecting image %s' % image_id, self.client.inspect_image, image_id)
-        return sorted(((info.get('Config') or {}).get('Volumes') or {}))
 
     def network(self, name):
         try:
