@@ -37,11 +37,13 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
 sys.path.insert(0, os.path.join(REPO, 'tests', 'integration', 'compose_stack'))
 
 import docker  # noqa: E402 pylint: disable=wrong-import-position
 
 import compose_stack_helpers as fixtures  # noqa: E402 pylint: disable=import-error,wrong-import-position
+import targets as target_hosts  # noqa: E402 pylint: disable=import-error,wrong-import-position
 
 COMPOSE = '''services:
   registry:
@@ -108,7 +110,7 @@ def main():
         client.inspect_image(fixtures.IMAGE)
     except docker.errors.ImageNotFound:
         fixtures.build_busybox_image(fixtures.IMAGE, workdir)
-    targets = dict((name, fixtures.target_venv(name)) for name in sorted(fixtures.TARGETS))
+    targets = dict((name, target_hosts.target_python(name)) for name in target_hosts.target_names())
 
     name = 'csbench-%s' % uuid.uuid4().hex[:6]
     project = os.path.join(workdir, name)

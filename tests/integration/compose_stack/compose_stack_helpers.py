@@ -2,17 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Helpers shared by the compose_stack integration tests (conftest.py) and
-benchmarks/compose_stack_bench.py: target virtualenvs, the busybox test image,
-a local registry, and a compose project driven through ansible-playbook.
-
-Target virtualenvs hold what a Debian host would have:
-
-* debian12: Python 3.11 + Docker SDK 5.0.3 (bookworm's python3-docker)
-* debian13: Python 3.13 + Docker SDK 7.1.0 (trixie's python3-docker)
-
-They are built on first use at the repository root (.venv-target-debian12,
-.venv-target-debian13) from the requirements files beside this file, and
-rebuilt when those change.
+benchmarks/compose_stack_bench.py: the busybox test image, a local registry,
+and a compose project driven through ansible-playbook with a target's Python
+(../targets.py).
 
 The test image is a 2 MB busybox image built locally from Debian's
 busybox-static (nothing is pulled from a registry).
@@ -20,8 +12,6 @@ busybox-static (nothing is pulled from a registry).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import socket
@@ -32,77 +22,23 @@ import tempfile
 import time
 import uuid
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from targets import run, run_module  # noqa: E402 pylint: disable=import-error,wrong-import-position
+
 DOCKER_CLI = '/usr/bin/docker' if os.path.exists('/usr/bin/docker') else shutil.which('docker')
 IMAGE_REPO = 'selfhosted-test/compose-stack-busybox'
 IMAGE = IMAGE_REPO + ':1'
 LABEL_PROJECT = 'com.docker.compose.project'
 PROJECT_PREFIX = 'cstest'
 
-TARGETS = {
-    'debian12': ('3.11', 'requirements-target-debian12.txt'),
-    'debian13': ('3.13', 'requirements-target-debian13.txt'),
-}
-
-
 # --------------------------------------------------------------------------
 # helpers
-
-
-def run(cmd, **kwargs):
-    kwargs.setdefault('check', True)
-    kwargs.setdefault('capture_output', True)
-    kwargs.setdefault('text', True)
-    kwargs.setdefault('timeout', 300)
-    return subprocess.run(cmd, **kwargs)  # pylint: disable=subprocess-run-check
 
 
 def free_port():
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
-
-
-def _find_python(version):
-    candidates = sorted(glob_versions(version)) + ['/usr/bin/python%s' % version]
-    for candidate in candidates:
-        if os.access(candidate, os.X_OK) and run([candidate, '-c', 'import venv'], check=False).returncode == 0:
-            return candidate
-    return None
-
-
-def glob_versions(version):
-    root = os.environ.get('PYENV_ROOT', '/root/.pyenv')
-    versions = os.path.join(root, 'versions')
-    if not os.path.isdir(versions):
-        return []
-    return [os.path.join(versions, v, 'bin', 'python' + version) for v in os.listdir(versions)
-            if v.startswith(version + '.')]
-
-
-def target_venv(name):
-    version, requirements = TARGETS[name]
-    requirements = os.path.join(HERE, requirements)
-    venv = os.path.join(REPO, '.venv-target-%s' % name)
-    with open(requirements, 'rb') as handle:
-        stamp = hashlib.sha256(handle.read()).hexdigest()
-    stamp_file = os.path.join(venv, '.requirements.sha256')
-    python = os.path.join(venv, 'bin', 'python')
-    if os.path.exists(stamp_file):
-        with open(stamp_file) as handle:
-            if handle.read().strip() == stamp and os.path.exists(python):
-                return python
-    interpreter = _find_python(version)
-    if interpreter is None:
-        raise RuntimeError('no Python %s to build the %s target virtualenv (install it, e.g. with pyenv)' % (version, name))
-    shutil.rmtree(venv, ignore_errors=True)
-    run([interpreter, '-m', 'venv', venv])
-    run([os.path.join(venv, 'bin', 'pip'), 'install', '--quiet', '--disable-pip-version-check', '-r', requirements],
-        timeout=600)
-    with open(stamp_file, 'w') as handle:
-        handle.write(stamp + '\n')
-    return python
 
 
 def _debian_file(package, path, workdir, use_installed=True):
@@ -185,39 +121,9 @@ class Stack(object):
         self.runs += 1
         args.setdefault('project_src', self.dir)
         args.setdefault('project_name', self.name)
-        result_file = os.path.join(self.dir, '.result-%d.json' % self.runs)
-        playbook = os.path.join(self.dir, '.play-%d.yml' % self.runs)
-        play = [{
-            'hosts': 'localhost',
-            'gather_facts': False,
-            'tasks': [
-                {'name': 'compose_stack', 'selfhosted.registry.compose_stack': args, 'register': 'result',
-                 'ignore_errors': True},
-                {'name': 'save the result', 'ansible.builtin.copy': {'content': '{{ result | to_json }}',
-                                                                     'dest': result_file},
-                 'check_mode': False, 'diff': False},
-            ],
-        }]
-        with open(playbook, 'w') as handle:
-            json.dump(play, handle)
-        command = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,',
-                   '-c', 'local', '-e', 'ansible_python_interpreter=%s' % self.python, playbook]
-        if check:
-            command.append('--check')
-        if diff:
-            command.append('--diff')
-        env = dict(os.environ)
-        env.update({
-            'ANSIBLE_COLLECTIONS_PATH': self.collections,
-            'ANSIBLE_NOCOLOR': '1',
-            'ANSIBLE_RETRY_FILES_ENABLED': '0',
-            'ANSIBLE_LOCALHOST_WARNING': '0',
-            'ANSIBLE_INVENTORY_UNPARSED_WARNING': '0',
-        })
-        completed = run(command, env=env, check=False)
-        assert completed.returncode == 0, completed.stdout + completed.stderr
-        with open(result_file) as handle:
-            return json.load(handle)
+        result, _output = run_module('selfhosted.registry.compose_stack', args, self.python, self.collections,
+                                     os.path.join(self.dir, '.runs'), check=check, diff=diff)
+        return result
 
     def containers(self):
         """service -> docker inspect of the project's containers."""

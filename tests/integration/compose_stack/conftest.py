@@ -4,29 +4,23 @@
 """Fixtures for the compose_stack integration tests: a real Docker engine, no mocks.
 
 The module runs through ansible-playbook on localhost, with the interpreter of
-each target virtualenv (see compose_stack_helpers.py): Debian 12's Docker SDK
-5.0.3 on Python 3.11 and Debian 13's 7.1.0 on Python 3.13. COMPOSE_STACK_TARGETS
-overrides them: "name=/path/to/python,name2=/path/to/python".
+each Debian target (../targets.py, fixture target_python in ../conftest.py):
+Debian 12's Docker SDK 5.0.3 on Python 3.11 and Debian 13's 7.1.0 on Python 3.13.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 
+import docker
 import pytest
 
-docker = pytest.importorskip('docker')
-
-from compose_stack_helpers import (  # noqa: E402 pylint: disable=import-error,wrong-import-position
+from compose_stack_helpers import (  # pylint: disable=import-error
     IMAGE,
     PROJECT_PREFIX,
-    REPO,
-    TARGETS,
     LocalRegistry,
     Stack,
     build_busybox_image,
-    target_venv,
 )
 
 
@@ -52,29 +46,6 @@ def image(engine, workdir):  # pylint: disable=redefined-outer-name
     except docker.errors.ImageNotFound:
         build_busybox_image(IMAGE, workdir)
     return IMAGE
-
-
-@pytest.fixture(scope='session')
-def collections_path(workdir):  # pylint: disable=redefined-outer-name
-    base = os.path.join(workdir, 'collections')
-    os.makedirs(os.path.join(base, 'ansible_collections', 'selfhosted'))
-    os.symlink(REPO, os.path.join(base, 'ansible_collections', 'selfhosted', 'registry'))
-    return base
-
-
-def _targets():
-    override = os.environ.get('COMPOSE_STACK_TARGETS')
-    if override:
-        return [item.split('=', 1)[0] for item in override.split(',') if item]
-    return sorted(TARGETS)
-
-
-@pytest.fixture(scope='session', params=_targets())
-def target_python(request):
-    override = os.environ.get('COMPOSE_STACK_TARGETS')
-    if override:
-        return dict(item.split('=', 1) for item in override.split(',') if item)[request.param]
-    return target_venv(request.param)
 
 
 @pytest.fixture

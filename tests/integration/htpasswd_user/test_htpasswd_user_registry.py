@@ -9,15 +9,10 @@ image (Debian's docker-registry package, tests/platform/images/registry) reads
 that file through a directory mount, with htpasswd auth; the tests log in with
 HTTP basic auth as a client would.
 
-Each test runs once per target, with the Python and bcrypt a Debian host has:
-
-* debian12: Python 3.11 + bcrypt 3.2.2 (bookworm's python3-bcrypt)
-* debian13: Python 3.13 + bcrypt 4.2.0 (trixie's python3-bcrypt)
-
-The target virtualenvs are built on first use at the repository root
-(.venv-target-htpasswd-debian12/13) from the requirements files beside this
-file, rebuilt when those change; HTPASSWD_USER_TARGETS="name=/path/python,..."
-overrides them. HTPASSWD_USER_REGISTRY_IMAGE overrides the registry image;
+Each test runs once per Debian target, with the Python and bcrypt it has
+(../targets.py, fixture target_python in ../conftest.py): Debian 12's
+bcrypt 3.2.2 on Python 3.11, Debian 13's 4.2.0 on Python 3.13.
+HTPASSWD_USER_REGISTRY_IMAGE overrides the registry image;
 by default the newest selfhosted-test/registry:* is used, built with
 `tests/platform/platform images` when missing.
 
@@ -27,29 +22,21 @@ Run: PATH=$PWD/.venv/bin:$PATH .venv/bin/pytest -q tests/integration/htpasswd_us
 from __future__ import annotations
 
 import base64
-import hashlib
-import http.client
 import json
+import http.client
 import os
 import shutil
-import subprocess
-import sys
 import time
 import uuid
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+from targets import REPO, run, run_module  # pylint: disable=import-error
+
 DOCKER = '/usr/bin/docker' if os.path.exists('/usr/bin/docker') else shutil.which('docker')
 PLATFORM = os.path.join(REPO, 'tests', 'platform', 'platform')
 IMAGE_REPOSITORY = 'selfhosted-test/registry'
 CONTAINER_PREFIX = 'htpasswd-it-'
-
-TARGETS = {
-    'debian12': ('3.11', 'requirements-target-debian12.txt'),
-    'debian13': ('3.13', 'requirements-target-debian13.txt'),
-}
 
 REGISTRY_CONFIG = """\
 version: 0.1
@@ -65,69 +52,6 @@ auth:
     realm: htpasswd-it
     path: /auth/htpasswd
 """
-
-
-def run(command, **kwargs):
-    kwargs.setdefault('check', True)
-    kwargs.setdefault('capture_output', True)
-    kwargs.setdefault('text', True)
-    kwargs.setdefault('timeout', 300)
-    return subprocess.run(command, **kwargs)  # pylint: disable=subprocess-run-check
-
-
-# --------------------------------------------------------------------------
-# target interpreters
-
-
-def _find_python(version):
-    versions = os.path.join(os.environ.get('PYENV_ROOT', '/root/.pyenv'), 'versions')
-    candidates = []
-    if os.path.isdir(versions):
-        candidates = sorted(os.path.join(versions, v, 'bin', 'python' + version)
-                            for v in os.listdir(versions) if v.startswith(version + '.'))
-    for candidate in candidates + ['/usr/bin/python' + version]:
-        if os.access(candidate, os.X_OK) and run([candidate, '-c', 'import venv'], check=False).returncode == 0:
-            return candidate
-    return None
-
-
-def _target_venv(name):
-    version, requirements = TARGETS[name]
-    requirements = os.path.join(HERE, requirements)
-    venv = os.path.join(REPO, '.venv-target-htpasswd-%s' % name)
-    python = os.path.join(venv, 'bin', 'python')
-    with open(requirements, 'rb') as handle:
-        stamp = hashlib.sha256(handle.read()).hexdigest()
-    stamp_file = os.path.join(venv, '.requirements.sha256')
-    if os.path.exists(stamp_file) and os.path.exists(python):
-        with open(stamp_file) as handle:
-            if handle.read().strip() == stamp:
-                return python
-    interpreter = _find_python(version)
-    if interpreter is None:
-        pytest.fail('no Python %s for the %s target virtualenv (install it, e.g. with pyenv)' % (version, name))
-    shutil.rmtree(venv, ignore_errors=True)
-    run([interpreter, '-m', 'venv', venv])
-    run([os.path.join(venv, 'bin', 'pip'), 'install', '--quiet', '--disable-pip-version-check', '-r', requirements],
-        timeout=600)
-    with open(stamp_file, 'w') as handle:
-        handle.write(stamp + '\n')
-    return python
-
-
-def _target_names():
-    override = os.environ.get('HTPASSWD_USER_TARGETS')
-    if override:
-        return [item.split('=', 1)[0] for item in override.split(',') if item]
-    return sorted(TARGETS)
-
-
-@pytest.fixture(scope='module', params=_target_names())
-def target_python(request):
-    override = os.environ.get('HTPASSWD_USER_TARGETS')
-    if override:
-        return dict(item.split('=', 1) for item in override.split(',') if item)[request.param]
-    return _target_venv(request.param)
 
 
 # --------------------------------------------------------------------------
@@ -215,14 +139,6 @@ class Registry:
 # the module through ansible-playbook
 
 
-@pytest.fixture(scope='session')
-def collections_path(tmp_path_factory):
-    base = str(tmp_path_factory.mktemp('htpasswd-collections'))
-    os.makedirs(os.path.join(base, 'ansible_collections', 'selfhosted'))
-    os.symlink(REPO, os.path.join(base, 'ansible_collections', 'selfhosted', 'registry'))
-    return base
-
-
 class Playbook:
     """Runs selfhosted.registry.htpasswd_user once per call and returns its result."""
 
@@ -230,39 +146,12 @@ class Playbook:
         self.root = root
         self.python = python
         self.collections = collections
-        self.runs = 0
         self.last_output = ''
 
     def __call__(self, check=False, diff=True, **args):
-        self.runs += 1
-        result_file = os.path.join(self.root, 'result-%d.json' % self.runs)
-        playbook = os.path.join(self.root, 'play-%d.yml' % self.runs)
-        play = [{
-            'hosts': 'localhost',
-            'gather_facts': False,
-            'tasks': [
-                {'name': 'htpasswd_user', 'selfhosted.registry.htpasswd_user': args, 'register': 'result',
-                 'ignore_errors': True},
-                {'name': 'save the result', 'ansible.builtin.copy': {'content': '{{ result | to_json }}', 'dest': result_file},
-                 'check_mode': False, 'diff': False},
-            ],
-        }]
-        with open(playbook, 'w') as handle:
-            json.dump(play, handle)
-        command = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
-                   '-e', 'ansible_python_interpreter=%s' % self.python, playbook]
-        if check:
-            command.append('--check')
-        if diff:
-            command.append('--diff')
-        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_NOCOLOR='1',
-                   ANSIBLE_RETRY_FILES_ENABLED='0', ANSIBLE_LOCALHOST_WARNING='0',
-                   ANSIBLE_INVENTORY_UNPARSED_WARNING='0')
-        completed = run(command, env=env, check=False)
-        self.last_output = completed.stdout + completed.stderr
-        assert completed.returncode == 0, self.last_output
-        with open(result_file) as handle:
-            return json.load(handle)
+        result, self.last_output = run_module('selfhosted.registry.htpasswd_user', args, self.python, self.collections,
+                                              self.root, check=check, diff=diff)
+        return result
 
 
 @pytest.fixture
