@@ -21,6 +21,7 @@ with a target's interpreter, as a playbook would on that host.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -74,6 +75,13 @@ def target_python(name):
     overrides = _overrides()
     if overrides:
         return overrides[name]
+    # Test processes running side by side (pytest -n) build each one once.
+    with open(os.path.join(REPO, '.venv-target-%s.lock' % name), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _target_venv(name)
+
+
+def _target_venv(name):
     requirements = os.path.join(HERE, 'requirements-target-%s.txt' % name)
     venv = os.path.join(REPO, '.venv-target-%s' % name)
     python = os.path.join(venv, 'bin', 'python')
