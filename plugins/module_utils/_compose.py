@@ -1259,3 +1259,109 @@ def _plan_converge(entry, current, state, signal, forced_reason):
     if signal:
         entry.update(action='signaled', reason='signal %s requested' % signal,
                      before={}, after={'signal': signal})
+
+
+# ---------------------------------------------------------------------------
+# Networks and volumes
+# ---------------------------------------------------------------------------
+
+def _describe_change(before, after):
+    return ', '.join('%s %s -> %s' % (key, before[key], after[key]) for key in sorted(after) if before.get(key) != after[key])
+
+
+def plan_networks(project, selected, existing, observed, others):
+    """Decide what happens to each network the selected services use. Pure: no engine access.
+
+    ``existing``: engine network name -> ``docker network inspect`` of it, or
+    None when it does not exist. ``observed``: service -> current container
+    record; ``others``: the project's other container records (each with
+    ``id``, ``name``, ``service``, ``networks``).
+
+    Returns dict(actions={name: created|recreated|unchanged},
+    diffs=[(name, before, after)], forced={service: reason} (containers to
+    recreate because their network is), reattach={name: [records]}
+    (containers to reconnect to the new network), keys={name: key},
+    warnings=[...]). External networks get no action. Raises ComposeError.
+    """
+    plan = dict(actions={}, diffs=[], forced={}, reattach={}, keys={}, warnings=[])
+    keys = sorted(set(key for service in selected for key in project.services[service]['networks']))
+    for key in keys:
+        net = project.networks[key]
+        name = net['name']
+        current = existing.get(name)
+        plan['keys'][name] = key
+        plan['reattach'][name] = []
+        if net['external']:
+            if current is None:
+                raise ComposeError('network %s (%r in the compose files) is external but does not exist: create '
+                                   'it first, or drop external: true' % (name, key))
+            continue
+        if current is None:
+            plan['actions'][name] = 'created'
+            plan['diffs'].append((name, {'state': 'absent'},
+                                  {'state': 'present', 'driver': net['driver'], 'internal': net['internal']}))
+            continue
+        if (current.get('Labels') or {}).get(LABEL_PROJECT) != project.name:
+            plan['warnings'].append('network %s exists but was not created for project %s; it is used as it is. '
+                                    'Set external: true to make that explicit.' % (name, project.name))
+            plan['actions'][name] = 'unchanged'
+            continue
+        before = {'driver': current.get('Driver'), 'internal': bool(current.get('Internal'))}
+        after = {'driver': net['driver'], 'internal': net['internal']}
+        if before == after:
+            plan['actions'][name] = 'unchanged'
+            continue
+        # The network is replaced. Containers of the selected services on it are recreated; other containers of
+        # the project (services not selected, or defined in other files) are reconnected to the new one.
+        records = list(observed.values()) + list(others)
+        project_ids = set(record['id'] for record in records)
+        foreign = sorted(container.get('Name', container_id)
+                         for container_id, container in (current.get('Containers') or {}).items()
+                         if container_id not in project_ids)
+        if foreign:
+            raise ComposeError('network %s changed (%s) and must be recreated, but containers outside project %s '
+                               'use it: %s. Disconnect them first.'
+                               % (name, _describe_change(before, after), project.name, ', '.join(foreign)))
+        plan['actions'][name] = 'recreated'
+        plan['diffs'].append((name,) + diff_values(before, after))
+        for record in records:
+            if name not in record['networks']:
+                continue
+            if record['service'] in selected and observed.get(record['service']) is record:
+                plan['forced'][record['service']] = 'network %s is recreated' % name
+            else:
+                plan['reattach'][name].append(record)
+    return plan
+
+
+def plan_volumes(project, selected, existing):
+    """Decide what happens to each named volume the selected services mount. Pure: no engine access.
+
+    ``existing``: engine volume name -> ``docker volume inspect`` of it, or
+    None. Returns dict(actions={name: created|unchanged}, diffs=[(name,
+    before, after)], keys={name: key}). External volumes get no action.
+    Volumes are never replaced: a driver change raises ComposeError.
+    """
+    plan = dict(actions={}, diffs=[], keys={})
+    keys = sorted(set(mount['source'] for service in selected for mount in project.services[service]['volumes']
+                      if mount['type'] == 'volume'))
+    for key in keys:
+        vol = project.volumes[key]
+        name = vol['name']
+        current = existing.get(name)
+        plan['keys'][name] = key
+        if vol['external']:
+            if current is None:
+                raise ComposeError('volume %s (%r in the compose files) is external but does not exist: create it '
+                                   'first, or drop external: true' % (name, key))
+            continue
+        if current is None:
+            plan['actions'][name] = 'created'
+            plan['diffs'].append((name, {'state': 'absent'}, {'state': 'present', 'driver': vol['driver']}))
+        elif current.get('Driver') != vol['driver']:
+            raise ComposeError('volume %s exists with driver %s, but the compose files ask for %s. Volumes are '
+                               'never replaced implicitly: move the data and remove the volume yourself'
+                               % (name, current.get('Driver'), vol['driver']))
+        else:
+            plan['actions'][name] = 'unchanged'
+    return plan

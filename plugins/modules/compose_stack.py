@@ -287,15 +287,15 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.selfhosted.registry.plugins.module_utils._compose import (
     HAS_YAML,
-    LABEL_PROJECT,
     YAML_IMPORT_ERROR,
     ComposeError,
     container_labels,
     container_name,
-    diff_values,
     load_project,
     parse_duration,
+    plan_networks,
     plan_services,
+    plan_volumes,
     read_definition_label,
     resource_labels,
     select_services,
@@ -330,7 +330,8 @@ class StackRunner(object):
         self.diff = {'before': {}, 'after': {}}
         self.containers = {}
         self.current = {}
-        self._network_info = {}
+        self._network_plan = None
+        self._volume_plan = None
 
     # -- helpers ----------------------------------------------------------
 
@@ -393,8 +394,7 @@ class StackRunner(object):
         self.current = dict((s, r['id']) for s, r in observed.items())
 
         image_ids = self._resolve_images(selected)
-        forced = self._plan_networks(selected, observed, others)
-        self._plan_volumes(selected)
+        forced = self._plan_networks_and_volumes(selected, observed, others)
 
         signal = self.params['signal']
         signal_targets = self.params['services'] or list(project.services)
@@ -447,79 +447,24 @@ class StackRunner(object):
                 image_ids[reference] = current_id
         return image_ids
 
-    def _plan_networks(self, selected, observed, others):
-        """Decide what happens to each network the selected services use; return forced recreations."""
+    def _plan_networks_and_volumes(self, selected, observed, others):
+        """Read the networks and volumes the selected services use, then plan them (pure functions)."""
         project = self.project
-        forced = {}
-        keys = sorted(set(k for s in selected for k in project.services[s]['networks']))
-        for key in keys:
-            net = project.networks[key]
-            name = net['name']
-            existing = self.engine.network(name)
-            self._network_info[name] = {'key': key, 'net': net, 'reattach': []}
-            if net['external']:
-                if existing is None:
-                    raise ComposeError('network %s (%r in the compose files) is external but does not exist: create '
-                                       'it first, or drop external: true' % (name, key))
-                continue
-            if existing is None:
-                self.networks[name] = 'created'
-                self._diff_add('networks', name, {'state': 'absent'},
-                               {'state': 'present', 'driver': net['driver'], 'internal': net['internal']})
-                continue
-            labels = existing.get('Labels') or {}
-            if labels.get(LABEL_PROJECT) != project.name:
-                self.module.warn('network %s exists but was not created for project %s; it is used as it is. Set '
-                                 'external: true to make that explicit.' % (name, project.name))
-                self.networks[name] = 'unchanged'
-                continue
-            before = {'driver': existing.get('Driver'), 'internal': bool(existing.get('Internal'))}
-            after = {'driver': net['driver'], 'internal': net['internal']}
-            if before == after:
-                self.networks[name] = 'unchanged'
-                continue
-            # The network is replaced. Containers of the selected services on it are recreated; other containers
-            # of the project (services not selected, or defined in other files) are reconnected to the new one.
-            project_records = list(observed.values()) + list(others)
-            attached = [r for r in project_records if name in r['networks']]
-            project_ids = set(r['id'] for r in project_records)
-            foreign = sorted(c.get('Name', cid) for cid, c in (existing.get('Containers') or {}).items()
-                             if cid not in project_ids)
-            if foreign:
-                raise ComposeError('network %s changed (%s) and must be recreated, but containers outside project %s '
-                                   'use it: %s. Disconnect them first.'
-                                   % (name, _describe_change(before, after), project.name, ', '.join(foreign)))
-            self.networks[name] = 'recreated'
-            self._diff_add('networks', name, *diff_values(before, after))
-            for record in attached:
-                if record['service'] in selected and observed.get(record['service']) is record:
-                    forced[record['service']] = 'network %s is recreated' % name
-                else:
-                    self._network_info[name]['reattach'].append(record)
-        return forced
-
-    def _plan_volumes(self, selected):
-        project = self.project
-        keys = sorted(set(m['source'] for s in selected for m in project.services[s]['volumes']
-                          if m['type'] == 'volume'))
-        for key in keys:
-            vol = project.volumes[key]
-            existing = self.engine.volume(vol['name'])
-            if vol['external']:
-                if existing is None:
-                    raise ComposeError('volume %s (%r in the compose files) is external but does not exist: create it '
-                                       'first, or drop external: true' % (vol['name'], key))
-                continue
-            if existing is None:
-                self.volumes[vol['name']] = 'created'
-                self._diff_add('volumes', vol['name'], {'state': 'absent'},
-                               {'state': 'present', 'driver': vol['driver']})
-            elif existing.get('Driver') != vol['driver']:
-                raise ComposeError('volume %s exists with driver %s, but the compose files ask for %s. Volumes are '
-                                   'never replaced implicitly: move the data and remove the volume yourself'
-                                   % (vol['name'], existing.get('Driver'), vol['driver']))
-            else:
-                self.volumes[vol['name']] = 'unchanged'
+        networks = set(project.networks[key]['name'] for s in selected for key in project.services[s]['networks'])
+        volumes = set(project.volumes[m['source']]['name'] for s in selected for m in project.services[s]['volumes']
+                      if m['type'] == 'volume')
+        self._network_plan = plan_networks(project, selected, dict((name, self.engine.network(name)) for name in networks),
+                                           observed, others)
+        self._volume_plan = plan_volumes(project, selected, dict((name, self.engine.volume(name)) for name in volumes))
+        for warning in self._network_plan['warnings']:
+            self.module.warn(warning)
+        self.networks.update(self._network_plan['actions'])
+        self.volumes.update(self._volume_plan['actions'])
+        for name, before, after in self._network_plan['diffs']:
+            self._diff_add('networks', name, before, after)
+        for name, before, after in self._volume_plan['diffs']:
+            self._diff_add('volumes', name, before, after)
+        return self._network_plan['forced']
 
     def _check_name_conflicts(self, plan, observed):
         for service, entry in plan.items():
@@ -539,20 +484,23 @@ class StackRunner(object):
             self.engine.stop(record['id'], record['name'], self._stop_timeout(record))
             self.engine.remove(record['id'], record['name'])
             self.current.pop(service, None)
-        for name, action in sorted(self.networks.items()):
-            info = self._network_info[name]
+        networks = self._network_plan
+        for name, action in sorted(networks['actions'].items()):
+            key = networks['keys'][name]
+            reattach = networks['reattach'][name]
             if action == 'recreated':
-                for record in info['reattach']:
+                for record in reattach:
                     self.engine.disconnect(record['id'], record['name'], name)
                 self.engine.remove_network(name)
             if action in ('created', 'recreated'):
-                self.engine.create_network(name, info['net']['driver'], info['net']['internal'],
-                                           resource_labels(project, 'network', info['key']))
-            for record in info['reattach']:
+                self.engine.create_network(name, project.networks[key]['driver'], project.networks[key]['internal'],
+                                           resource_labels(project, 'network', key))
+            for record in reattach:
                 self.engine.connect(record['id'], record['name'], name, record['aliases'].get(name) or [])
-        for key, vol in sorted(project.volumes.items()):
-            if self.volumes.get(vol['name']) == 'created':
-                self.engine.create_volume(vol['name'], vol['driver'], resource_labels(project, 'volume', key))
+        for name, action in sorted(self._volume_plan['actions'].items()):
+            if action == 'created':
+                key = self._volume_plan['keys'][name]
+                self.engine.create_volume(name, project.volumes[key]['driver'], resource_labels(project, 'volume', key))
 
     def _stop_timeout(self, record):
         return stop_timeout_seconds(read_definition_label(record['labels']))
@@ -702,10 +650,6 @@ class StackRunner(object):
             self.engine.remove_network(name)
         for name in sorted(self.volumes):
             self.engine.remove_volume(name)
-
-
-def _describe_change(before, after):
-    return ', '.join('%s %s -> %s' % (k, before[k], after[k]) for k in sorted(after) if before.get(k) != after[k])
 
 
 def main():

@@ -946,3 +946,92 @@ def test_plan_does_not_modify_its_inputs():
     snapshot = copy.deepcopy((proj.services, observed))
     c.plan_services(proj, set(proj.services), 'present', observed, images(proj, OTHER_IMAGE_ID))
     assert (proj.services, observed) == snapshot
+
+
+# --------------------------------------------------------------------------
+# plan_networks / plan_volumes: pure, over a snapshot of the engine
+
+
+NETWORKED = '''
+services:
+  web:
+    image: web:1
+    networks: [front, back]
+    volumes: [data:/data]
+  db:
+    image: db:1
+    networks: [back]
+networks:
+  front: {}
+  back:
+    internal: true
+  shared:
+    external: true
+volumes:
+  data: {}
+'''
+
+
+def record(service_name, container_id, networks):
+    return {'id': container_id, 'name': 'stack-%s-1' % service_name, 'service': service_name,
+            'networks': networks, 'aliases': {}}
+
+
+def network(internal=False, project_name='stack', containers=None):
+    return {'Driver': 'bridge', 'Internal': internal, 'Labels': {c.LABEL_PROJECT: project_name},
+            'Containers': containers or {}}
+
+
+def test_plan_networks_creates_what_is_missing_and_keeps_what_matches():
+    proj = project(NETWORKED)
+    plan = c.plan_networks(proj, ['web'], {'stack_front': None, 'stack_back': network(internal=True)}, {}, [])
+    assert plan['actions'] == {'stack_front': 'created', 'stack_back': 'unchanged'}
+    assert plan['diffs'] == [('stack_front', {'state': 'absent'},
+                              {'state': 'present', 'driver': 'bridge', 'internal': False})]
+    assert plan['forced'] == {} and plan['warnings'] == []
+    assert plan['keys'] == {'stack_front': 'front', 'stack_back': 'back'}
+
+
+def test_plan_networks_recreates_a_changed_network_with_its_containers():
+    proj = project(NETWORKED)
+    web, db = record('web', 'w1', ['stack_front', 'stack_back']), record('db', 'd1', ['stack_back'])
+    existing = {'stack_front': network(), 'stack_back': network(internal=False, containers={'w1': {}, 'd1': {}})}
+    plan = c.plan_networks(proj, ['web'], existing, {'web': web, 'db': db}, [])
+    assert plan['actions'] == {'stack_front': 'unchanged', 'stack_back': 'recreated'}
+    assert plan['diffs'] == [('stack_back', {'internal': False}, {'internal': True})]
+    # web is selected: recreated; db is not: reconnected to the new network.
+    assert plan['forced'] == {'web': 'network stack_back is recreated'}
+    assert plan['reattach'] == {'stack_front': [], 'stack_back': [db]}
+
+
+def test_plan_networks_refuses_to_recreate_a_network_others_use():
+    proj = project(NETWORKED)
+    existing = {'stack_front': network(), 'stack_back': network(containers={'x9': {'Name': 'intruder'}})}
+    with pytest.raises(c.ComposeError, match=r'stack_back changed \(internal False -> True\).*intruder'):
+        c.plan_networks(proj, ['web'], existing, {}, [])
+
+
+def test_plan_networks_uses_a_foreign_network_as_it_is_with_a_warning():
+    proj = project(NETWORKED)
+    existing = {'stack_front': network(project_name='other'), 'stack_back': network(internal=True)}
+    plan = c.plan_networks(proj, ['web'], existing, {}, [])
+    assert plan['actions']['stack_front'] == 'unchanged'
+    assert 'not created for project stack' in plan['warnings'][0]
+
+
+def test_plan_networks_needs_external_networks_to_exist():
+    proj = project(NETWORKED.replace('networks: [front, back]', 'networks: [shared]'))
+    assert c.plan_networks(proj, ['web'], {'shared': network(project_name='')}, {}, [])['actions'] == {}
+    with pytest.raises(c.ComposeError, match='network shared .* is external but does not exist'):
+        c.plan_networks(proj, ['web'], {'shared': None}, {}, [])
+
+
+def test_plan_volumes():
+    proj = project(NETWORKED)
+    plan = c.plan_volumes(proj, ['web'], {'stack_data': None})
+    assert plan['actions'] == {'stack_data': 'created'}
+    assert plan['diffs'] == [('stack_data', {'state': 'absent'}, {'state': 'present', 'driver': 'local'})]
+    assert c.plan_volumes(proj, ['web'], {'stack_data': {'Driver': 'local'}})['actions'] == {'stack_data': 'unchanged'}
+    assert c.plan_volumes(proj, ['db'], {})['actions'] == {}
+    with pytest.raises(c.ComposeError, match='never replaced implicitly'):
+        c.plan_volumes(proj, ['web'], {'stack_data': {'Driver': 'nfs'}})
