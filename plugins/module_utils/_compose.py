@@ -1269,6 +1269,12 @@ def _describe_change(before, after):
     return ', '.join('%s %s -> %s' % (key, before[key], after[key]) for key in sorted(after) if before.get(key) != after[key])
 
 
+def _require_external(kind, name, key, current):
+    if current is None:
+        raise ComposeError('%s %s (%r in the compose files) is external but does not exist: create it first, or '
+                           'drop external: true' % (kind, name, key))
+
+
 def plan_networks(project, selected, existing, observed, others):
     """Decide what happens to each network the selected services use. Pure: no engine access.
 
@@ -1292,9 +1298,7 @@ def plan_networks(project, selected, existing, observed, others):
         plan['keys'][name] = key
         plan['reattach'][name] = []
         if net['external']:
-            if current is None:
-                raise ComposeError('network %s (%r in the compose files) is external but does not exist: create '
-                                   'it first, or drop external: true' % (name, key))
+            _require_external('network', name, key, current)
             continue
         if current is None:
             plan['actions'][name] = 'created'
@@ -1351,9 +1355,7 @@ def plan_volumes(project, selected, existing):
         current = existing.get(name)
         plan['keys'][name] = key
         if vol['external']:
-            if current is None:
-                raise ComposeError('volume %s (%r in the compose files) is external but does not exist: create it '
-                                   'first, or drop external: true' % (name, key))
+            _require_external('volume', name, key, current)
             continue
         if current is None:
             plan['actions'][name] = 'created'
