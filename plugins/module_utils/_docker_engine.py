@@ -50,6 +50,65 @@ DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock'
 POLL_INTERVAL = 0.25
 
 
+def container_options(spec, extra_binds=None):
+    """The Docker API options of a resolved service spec. Pure: no engine access.
+
+    Returns dict(create=<keyword arguments of APIClient.create_container
+    besides name, labels, host_config and networking_config>,
+    host_config=<keyword arguments of APIClient.create_host_config>,
+    networks=[(network, aliases), ...]), the first network the one the
+    container is created on, the others connected after.
+    """
+    binds = ['%s:%s:%s' % (m['source'], m['target'], 'ro' if m['read_only'] else 'rw') for m in spec['mounts']]
+    binds.extend(extra_binds or [])
+    port_bindings = {}
+    exposed = []
+    for port in spec['ports']:
+        key = '%d/%s' % (port['target'], port['protocol'])
+        port_bindings.setdefault(key, []).append((port['host_ip'], port['published']))
+        if (port['target'], port['protocol']) not in exposed:
+            exposed.append((port['target'], port['protocol']))
+    restart = spec['restart'].split(':', 1)
+    tmpfs = {}
+    for entry in spec['tmpfs']:
+        path, dummy, mount_options = entry.partition(':')
+        tmpfs[path] = mount_options
+    networks = sorted(spec['networks'])
+    healthcheck = None
+    if spec['healthcheck'] is not None:
+        healthcheck = {'test': spec['healthcheck']['test']}
+        for key in ('interval', 'timeout', 'start_period'):
+            if spec['healthcheck'].get(key):
+                healthcheck[key] = parse_duration(spec['healthcheck'][key])
+        if spec['healthcheck'].get('retries') is not None:
+            healthcheck['retries'] = spec['healthcheck']['retries']
+    stop_timeout = None
+    if spec['stop_grace_period']:
+        stop_timeout = int(parse_duration(spec['stop_grace_period']) // 10 ** 9)
+    return {
+        'create': {
+            'image': spec['image'],
+            'command': spec['command'],
+            'entrypoint': spec['entrypoint'],
+            'environment': ['%s=%s' % item for item in sorted(spec['environment'].items())],
+            'user': spec['user'],
+            'ports': exposed or None,
+            'healthcheck': healthcheck,
+            'stop_signal': spec['stop_signal'],
+            'stop_timeout': stop_timeout,
+        },
+        'host_config': {
+            'binds': binds or None,
+            'port_bindings': port_bindings or None,
+            'restart_policy': {'Name': restart[0], 'MaximumRetryCount': int(restart[1]) if len(restart) > 1 else 0},
+            'read_only': spec['read_only'] or None,
+            'tmpfs': tmpfs or None,
+            'network_mode': networks[0],
+        },
+        'networks': [(network, spec['networks'][network]['aliases']) for network in networks],
+    }
+
+
 class EngineError(Exception):
     """The Docker engine refused or failed an operation."""
 
@@ -215,72 +274,28 @@ class Engine(object):
     def create_container(self, name, spec, labels, extra_binds=None):
         """Create (not start) a container from a resolved spec; connect all its networks."""
         client = self.client
-        binds = ['%s:%s:%s' % (m['source'], m['target'], 'ro' if m['read_only'] else 'rw') for m in spec['mounts']]
-        binds.extend(extra_binds or [])
-        port_bindings = {}
-        exposed = []
-        for port in spec['ports']:
-            key = '%d/%s' % (port['target'], port['protocol'])
-            port_bindings.setdefault(key, []).append((port['host_ip'], port['published']))
-            if (port['target'], port['protocol']) not in exposed:
-                exposed.append((port['target'], port['protocol']))
-        restart = spec['restart'].split(':', 1)
-        restart_policy = {'Name': restart[0], 'MaximumRetryCount': int(restart[1]) if len(restart) > 1 else 0}
-        tmpfs = {}
-        for entry in spec['tmpfs']:
-            path, dummy, options = entry.partition(':')
-            tmpfs[path] = options
-        networks = sorted(spec['networks'])
-        primary = networks[0]
-        healthcheck = None
-        if spec['healthcheck'] is not None:
-            healthcheck = {'test': spec['healthcheck']['test']}
-            for key in ('interval', 'timeout', 'start_period'):
-                if spec['healthcheck'].get(key):
-                    healthcheck[key] = parse_duration(spec['healthcheck'][key])
-            if spec['healthcheck'].get('retries') is not None:
-                healthcheck['retries'] = spec['healthcheck']['retries']
-        stop_timeout = None
-        if spec['stop_grace_period']:
-            stop_timeout = int(parse_duration(spec['stop_grace_period']) // 10 ** 9)
+        options = container_options(spec, extra_binds)
+        primary, primary_aliases = options['networks'][0]
         what = 'creating container %s' % name
         try:
-            host_config = client.create_host_config(
-                binds=binds or None,
-                port_bindings=port_bindings or None,
-                restart_policy=restart_policy,
-                read_only=spec['read_only'] or None,
-                tmpfs=tmpfs or None,
-                network_mode=primary,
-            )
-            networking_config = client.create_networking_config({
-                primary: client.create_endpoint_config(aliases=spec['networks'][primary]['aliases']),
-            })
             result = client.create_container(
-                image=spec['image'],
                 name=name,
-                command=spec['command'],
-                entrypoint=spec['entrypoint'],
-                environment=['%s=%s' % item for item in sorted(spec['environment'].items())],
                 labels=labels,
-                user=spec['user'],
-                ports=exposed or None,
-                host_config=host_config,
-                networking_config=networking_config,
-                healthcheck=healthcheck,
-                stop_signal=spec['stop_signal'],
-                stop_timeout=stop_timeout,
+                host_config=client.create_host_config(**options['host_config']),
+                networking_config=client.create_networking_config({
+                    primary: client.create_endpoint_config(aliases=primary_aliases),
+                }),
                 detach=True,
                 use_config_proxy=False,
+                **options['create']
             )
         except (DockerException, RequestException) as exc:
             raise EngineError('%s failed: %s' % (what, _explain(exc)))
         container_id = result['Id']
         try:
-            for network in networks[1:]:
+            for network, aliases in options['networks'][1:]:
                 self._call('connecting container %s to network %s' % (name, network),
-                           client.connect_container_to_network, container_id, network,
-                           aliases=spec['networks'][network]['aliases'])
+                           client.connect_container_to_network, container_id, network, aliases=aliases)
         except EngineError:
             self.remove(container_id, force=True)
             raise

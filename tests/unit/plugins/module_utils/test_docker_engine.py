@@ -1,0 +1,84 @@
+# Copyright: selfhosted.registry maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The translation of a resolved service into Docker API options, without an engine."""
+
+from __future__ import annotations
+
+import textwrap
+
+from ansible_collections.selfhosted.registry.plugins.module_utils import _compose as c
+from ansible_collections.selfhosted.registry.plugins.module_utils._docker_engine import container_options
+
+COMPOSE = '''
+services:
+  web:
+    image: web:1
+    command: [serve, --port, "8080"]
+    environment:
+      B: two
+      A: one
+    user: "1000:1000"
+    read_only: true
+    tmpfs: [/tmp, "/run:size=1m"]
+    volumes: [./conf:/conf:ro, data:/data]
+    ports: ["127.0.0.1:8080:8080", "8443:8443/udp"]
+    networks:
+      front: {}
+      back:
+        aliases: [api]
+    restart: on-failure:3
+    healthcheck:
+      test: [CMD, wget, -q, http://127.0.0.1:8080/]
+      interval: 5s
+      retries: 3
+    stop_signal: SIGQUIT
+    stop_grace_period: 1m30s
+networks:
+  front: {}
+  back: {}
+volumes:
+  data: {}
+'''
+
+
+def spec():
+    project = c.build_project([('/srv/stack/compose.yaml', c.load_yaml(textwrap.dedent(COMPOSE), 'compose.yaml'))],
+                              '/srv/stack', 'stack')
+    return c.resolve_service(project, 'web')
+
+
+def test_container_options():
+    options = container_options(spec(), extra_binds=['anon:/cache'])
+    assert options['create'] == {
+        'image': 'web:1',
+        'command': ['serve', '--port', '8080'],
+        'entrypoint': None,
+        'environment': ['A=one', 'B=two'],
+        'user': '1000:1000',
+        'ports': [(8080, 'tcp'), (8443, 'udp')],
+        'healthcheck': {'test': ['CMD', 'wget', '-q', 'http://127.0.0.1:8080/'], 'interval': 5 * 10 ** 9, 'retries': 3},
+        'stop_signal': 'SIGQUIT',
+        'stop_timeout': 90,
+    }
+    assert options['host_config'] == {
+        'binds': ['/srv/stack/conf:/conf:ro', 'stack_data:/data:rw', 'anon:/cache'],
+        'port_bindings': {'8080/tcp': [('127.0.0.1', '8080')], '8443/udp': [('', '8443')]},
+        'restart_policy': {'Name': 'on-failure', 'MaximumRetryCount': 3},
+        'read_only': True,
+        'tmpfs': {'/tmp': '', '/run': 'size=1m'},
+        'network_mode': 'stack_back',
+    }
+    # Created on the first network, connected to the others after.
+    assert options['networks'] == [('stack_back', ['api', 'stack-web-1', 'web']),
+                                   ('stack_front', ['stack-web-1', 'web'])]
+
+
+def test_defaults_leave_the_engine_its_own():
+    plain = c.build_project([('/srv/s/compose.yaml', c.load_yaml('services:\n  web:\n    image: web:1\n', 'compose.yaml'))],
+                            '/srv/s', 's')
+    options = container_options(c.resolve_service(plain, 'web'))
+    assert options['host_config']['binds'] is None and options['host_config']['read_only'] is None
+    assert options['host_config']['restart_policy'] == {'Name': 'no', 'MaximumRetryCount': 0}
+    assert options['create']['healthcheck'] is None and options['create']['stop_timeout'] is None
+    assert options['networks'] == [('s_default', ['s-web-1', 'web'])]
