@@ -226,23 +226,6 @@ def test_skopeo_pushes_a_layer_over_1_gib(host, registry, big_image):
     assert int(headers["content-length"]) == big_image["size"]
 
 
-# --- after side_effect.yml: a new user and a new nginx setting -----------------------------------
-
-
-def test_new_user_logs_in(host, registry):
-    new_user = host.ansible.get_variables()["selfhosted_test_new_user"]
-    status, _headers = curl_headers(host, "--user", f"{new_user['name']}:{new_user['password']}", f"https://{registry.domain}/v2/")
-    assert status == 200
-    run_ok(host, "echo %s | docker login --username %s --password-stdin %s", new_user["password"], new_user["name"], registry.domain)
-    host.run("docker logout %s", registry.domain)
-
-
-def test_new_nginx_setting_is_live(host, registry):
-    max_age = host.ansible.get_variables()["selfhosted_test_new_hsts_max_age"]
-    _status, headers = curl_headers(host, f"https://{registry.domain}/v2/")
-    assert headers["strict-transport-security"].startswith(f"max-age={max_age}")
-
-
 # --- renewal -----------------------------------------------------------------------------------
 
 
