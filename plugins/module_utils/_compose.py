@@ -469,25 +469,36 @@ def _string(value, what, filename, allow_int=False):
     raise ComposeError('%s: %s must be a string, not %r' % (filename, what, value))
 
 
-def _parse_top_network(key, value, project_name, filename):
-    what = 'network %r' % key
+def _parse_top_resource(kind, key, value, project_name, filename, allowed, own_settings):
+    """The part networks and volumes share: key, mapping, external, engine name.
+
+    Returns (value, what, external, engine_name); ``own_settings`` are the keys
+    an external resource cannot set.
+    """
+    what = '%s %r' % (kind, key)
     if not RESOURCE_KEY_RE.match(key):
-        raise ComposeError('%s: %s: network names may only contain letters, digits, ".", "_" and "-"' % (filename, what))
+        raise ComposeError('%s: %s: %s names may only contain letters, digits, ".", "_" and "-"' % (filename, what, kind))
     if value is None:
         value = {}
     if not isinstance(value, dict):
         raise ComposeError('%s: %s must be a mapping (or empty)' % (filename, what))
-    _check_keys(value, NETWORK_KEYS, what, filename)
+    _check_keys(value, allowed, what, filename)
     external = _bool(value.get('external', False), '%s: external' % what, filename)
-    if external and ('driver' in value or 'internal' in value):
-        raise ComposeError('%s: %s is external: driver and internal cannot be set for an external network'
-                           % (filename, what))
+    if external and any(setting in value for setting in own_settings):
+        raise ComposeError('%s: %s is external: %s cannot be set for an external %s'
+                           % (filename, what, ' and '.join(own_settings), kind))
     if 'name' in value:
         engine_name = _string(value['name'], '%s: name' % what, filename)
     elif external:
         engine_name = key
     else:
         engine_name = '%s_%s' % (project_name, key)
+    return value, what, external, engine_name
+
+
+def _parse_top_network(key, value, project_name, filename):
+    value, what, external, engine_name = _parse_top_resource('network', key, value, project_name, filename,
+                                                             NETWORK_KEYS, ('driver', 'internal'))
     return {
         'name': engine_name,
         'external': external,
@@ -497,23 +508,8 @@ def _parse_top_network(key, value, project_name, filename):
 
 
 def _parse_top_volume(key, value, project_name, filename):
-    what = 'volume %r' % key
-    if not RESOURCE_KEY_RE.match(key):
-        raise ComposeError('%s: %s: volume names may only contain letters, digits, ".", "_" and "-"' % (filename, what))
-    if value is None:
-        value = {}
-    if not isinstance(value, dict):
-        raise ComposeError('%s: %s must be a mapping (or empty)' % (filename, what))
-    _check_keys(value, VOLUME_KEYS, what, filename)
-    external = _bool(value.get('external', False), '%s: external' % what, filename)
-    if external and 'driver' in value:
-        raise ComposeError('%s: %s is external: driver cannot be set for an external volume' % (filename, what))
-    if 'name' in value:
-        engine_name = _string(value['name'], '%s: name' % what, filename)
-    elif external:
-        engine_name = key
-    else:
-        engine_name = '%s_%s' % (project_name, key)
+    value, what, external, engine_name = _parse_top_resource('volume', key, value, project_name, filename,
+                                                             VOLUME_KEYS, ('driver',))
     return {
         'name': engine_name,
         'external': external,
