@@ -315,12 +315,13 @@ def validate_cost(cost):
         raise HtpasswdError('cost must be an integer from %d to %d (bcrypt limits), got %r' % (MIN_COST, MAX_COST, cost))
 
 
-def _entries(name, password, state, users):
+def _entries(name, password, state, users, label='users'):
+    """(where, user dict) pairs; ``where`` names the option, or the list and index, for messages."""
     if users is None:
         if name is None:
             return []
         return [('name', {'name': name, 'password': password, 'state': state})]
-    return [('users[%d]' % index, entry) for index, entry in enumerate(users)]
+    return [('%s[%d]' % (label, index), entry) for index, entry in enumerate(users)]
 
 
 def _check_users(entries):
@@ -333,7 +334,8 @@ def _check_users(entries):
             continue
         user = User(entry.get('name'), entry.get('password'), entry.get('state') or 'present', where)
         try:
-            if not isinstance(user.name, str):
+            # A missing name is reported as empty by validate_name.
+            if user.name is not None and not isinstance(user.name, str):
                 raise HtpasswdError('%s: the user name must be a string, got %r' % (where, type(user.name).__name__))
             validate_name(user.name, where)
             if user.state not in STATES:
@@ -377,8 +379,7 @@ def user_problems(users, label='users'):
     Messages name the user and its place as ``<label>[<index>]``, never a
     password.
     """
-    entries = [('%s[%d]' % (label, index), entry) for index, entry in enumerate(users)]
-    return [str(error) for _user, error in _check_users(entries) if error is not None]
+    return [str(error) for _user, error in _check_users(_entries(None, None, None, users, label)) if error is not None]
 
 
 # --------------------------------------------------------------------------
