@@ -7,12 +7,12 @@ Shared by the integration tests (tests/integration/*/) and the benchmarks.
 
 Each supported Debian release is a virtualenv at the repository root,
 .venv-target-<name>, with that release's Python and the python3-* packages
-the modules import (requirements-target-<name>.txt beside this file):
+the modules import (requirements-target-<name>.txt beside this file), built
+by scripts/bootstrap:
 
 * debian12: Python 3.11, Docker SDK 5.0.3, bcrypt 3.2.2, PyYAML (bookworm)
 * debian13: Python 3.13, Docker SDK 7.1.0, bcrypt 4.2.0, PyYAML (trixie)
 
-They are built on first use and rebuilt when their requirements change.
 SELFHOSTED_TEST_TARGETS="name=/path/to/python,..." replaces them.
 
 run_module() runs one task of a module through ansible-playbook on localhost
@@ -21,22 +21,16 @@ with a target's interpreter, as a playbook would on that host.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
-# name -> Python version of that Debian release
-TARGETS = {
-    'debian12': '3.11',
-    'debian13': '3.13',
-}
+# The supported Debian releases (their Python versions: scripts/bootstrap).
+TARGETS = ('debian12', 'debian13')
 OVERRIDE = 'SELFHOSTED_TEST_TARGETS'
 
 
@@ -46,19 +40,6 @@ def run(cmd, **kwargs):
     kwargs.setdefault('text', True)
     kwargs.setdefault('timeout', 300)
     return subprocess.run(cmd, **kwargs)  # pylint: disable=subprocess-run-check
-
-
-def find_python(version):
-    """An interpreter of this version that can make a virtualenv: pyenv's first, then the system's."""
-    versions = os.path.join(os.environ.get('PYENV_ROOT', '/root/.pyenv'), 'versions')
-    candidates = []
-    if os.path.isdir(versions):
-        candidates = sorted(os.path.join(versions, v, 'bin', 'python' + version)
-                            for v in os.listdir(versions) if v.startswith(version + '.'))
-    for candidate in candidates + ['/usr/bin/python' + version]:
-        if os.access(candidate, os.X_OK) and run([candidate, '-c', 'import venv'], check=False).returncode == 0:
-            return candidate
-    return None
 
 
 def _overrides():
@@ -71,37 +52,13 @@ def target_names():
 
 
 def target_python(name):
-    """The interpreter of target `name`, its virtualenv built first if needed."""
+    """The interpreter of target `name`: SELFHOSTED_TEST_TARGETS's, else its virtualenv from scripts/bootstrap."""
     overrides = _overrides()
     if overrides:
         return overrides[name]
-    # Test processes running side by side (pytest -n) build each one once.
-    with open(os.path.join(REPO, '.venv-target-%s.lock' % name), 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return _target_venv(name)
-
-
-def _target_venv(name):
-    requirements = os.path.join(HERE, 'requirements-target-%s.txt' % name)
-    venv = os.path.join(REPO, '.venv-target-%s' % name)
-    python = os.path.join(venv, 'bin', 'python')
-    with open(requirements, 'rb') as handle:
-        stamp = hashlib.sha256(handle.read()).hexdigest()
-    stamp_file = os.path.join(venv, '.requirements.sha256')
-    if os.path.exists(stamp_file) and os.path.exists(python):
-        with open(stamp_file) as handle:
-            if handle.read().strip() == stamp:
-                return python
-    interpreter = find_python(TARGETS[name])
-    if interpreter is None:
-        raise RuntimeError('no Python %s to build the %s target virtualenv (install it, e.g. with pyenv)'
-                           % (TARGETS[name], name))
-    shutil.rmtree(venv, ignore_errors=True)
-    run([interpreter, '-m', 'venv', venv])
-    run([os.path.join(venv, 'bin', 'pip'), 'install', '--quiet', '--disable-pip-version-check', '-r', requirements],
-        timeout=600)
-    with open(stamp_file, 'w') as handle:
-        handle.write(stamp + '\n')
+    python = os.path.join(REPO, '.venv-target-%s' % name, 'bin', 'python')
+    if not os.path.exists(python):
+        raise RuntimeError('%s is missing: run scripts/bootstrap, which builds the target virtualenvs' % python)
     return python
 
 
