@@ -4,10 +4,11 @@ One run of the real site playbook (converge.yml, no tags) per case against the
 converged host, with the case's variables as extra vars on top of the
 scenario's (or with a variable removed from the inventory). For each case:
 - the run fails;
-- no task reported a change, and the host is exactly as before: metadata and
-  SHA-256 of every file under /opt/registry, /etc/docker/daemon.json, the
-  dockerd drop-ins and /etc/letsencrypt, the containers (ID, image, start
-  time, restarts), images and networks;
+- no task reported a change, and the host is exactly as before: metadata of
+  every file under /opt/registry, /etc/docker/daemon.json, the dockerd
+  drop-ins and /etc/letsencrypt, and SHA-256 of each outside the registry's
+  storage, the containers (ID, image, start time, restarts), images and
+  networks;
 - the message of the failed task names the variable.
 And, for all cases at once: each was refused by the site's check play, before
 any role ran (a role that runs later may already have changed the host when a
@@ -50,11 +51,13 @@ def users(*extra: dict) -> dict:
     return {"registry_users": [PULLER, *extra]}
 
 
+# Each check once, with the mistakes users make most: the variants of a rule
+# (every malformed name, every bad password) are unit tests of the rule itself
+# (tests/unit/plugins/test/test_names.py, tests/unit/plugins/filter/), and a
+# case here costs a site run.
 CASES = [
     # The registry's name.
-    Case("domain-uppercase", "registry_domain", {"registry_domain": "Registry.Resilience.Test"}),
     Case("domain-with-scheme", "registry_domain", {"registry_domain": "https://registry.resilience.test"}),
-    Case("domain-without-dot", "registry_domain", {"registry_domain": "registry"}),
     Case("domain-missing", "registry_domain", unset=("registry_domain",)),
     # Certificates.
     Case("acme-email-missing", "certificates_acme_email", unset=("certificates_acme_email",)),
@@ -64,28 +67,22 @@ CASES = [
     Case("acme-directory-plain-http", "certificates_acme_directory_url", {"certificates_acme_directory_url": "http://pebble:14000/dir"}),
     # Users.
     Case("user-name-with-colon", "registry_users", users({**OTHER, "name": "bob:builder"})),
-    Case("user-name-with-space", "registry_users", users({**OTHER, "name": "bob builder"})),
-    Case("password-73-bytes", "registry_users", users({**OTHER, "password": "x" * 73})),
     # 37 characters, 73 bytes in UTF-8: the limit is bcrypt's, in bytes.
     Case("password-73-bytes-utf8", "registry_users", users({**OTHER, "password": "é" * 36 + "x"})),
     Case("duplicate-users", "registry_users", users({**PULLER, "password": "another-password"})),
-    Case("user-without-password", "registry_users", users({"name": "bob"})),
     Case("user-state-unknown", "registry_users", users({**OTHER, "state": "gone"}), says="gone"),
     Case("users-a-string", "registry_users", {"registry_users": "alice"}),
-    Case("users-a-dict", "registry_users", {"registry_users": PULLER}),
     Case("bcrypt-cost-not-a-number", "registry_users_bcrypt_cost", {"registry_users_bcrypt_cost": "high"}),
     # Ports and nginx.
     Case("https-port-negative", "proxy_https_port", {"proxy_https_port": -443}),
     Case("http-port-not-a-number", "proxy_http_port", {"proxy_http_port": "eighty"}),
     # Types and choices that only the roles' argument specs check, one or
     # two per role: refused by the check play too (the preflight entry points).
-    Case("http2-not-a-boolean", "proxy_http2", {"proxy_http2": "sometimes"}),
     Case("nginx-log-level-unknown", "proxy_error_log_level", {"proxy_error_log_level": "loud"}),
     Case("install-source-unknown", "docker_install_source", {"docker_install_source": "snap"}),
     Case("service-enabled-not-a-boolean", "docker_service_enabled", {"docker_service_enabled": "maybe"}),
     Case("key-type-unknown", "certificates_key_type", {"certificates_key_type": "dsa"}),
     Case("acme-staging-not-a-boolean", "certificates_acme_staging", {"certificates_acme_staging": "perhaps"}),
-    Case("storage-delete-not-a-boolean", "registry_storage_delete", {"registry_storage_delete": "perhaps"}),
     Case("update-password-unknown", "registry_users_update_password", {"registry_users_update_password": "sometimes"}),
     # Storage.
     Case("storage-driver-unknown", "registry_storage_driver", {"registry_storage_driver": "azure"}),
@@ -93,10 +90,8 @@ CASES = [
     Case("storage-root-unwritable", "registry_storage_root", {"registry_storage_root": "/proc/registry-data"}),
     # Images and mirrors.
     Case("registry-image-latest", "registry_image", {"registry_image": "registry:latest"}),
-    Case("registry-image-untagged", "registry_image", {"registry_image": "registry"}),
     Case("registry-major-version-unknown", "registry_major_version", {"registry_major_version": "4"}),
     Case("mirror-url-without-scheme", "docker_registry_mirrors", {"docker_registry_mirrors": ["mirror:5000"]}),
-    Case("mirrors-a-string", "docker_registry_mirrors", {"docker_registry_mirrors": "http://mirror:5000"}),
     # Wrong types for dicts.
     Case("daemon-settings-a-list", "docker_daemon_settings", {"docker_daemon_settings": ["live-restore"]}),
     Case("registry-environment-a-list", "registry_environment", {"registry_environment": ["HTTPS_PROXY=http://proxy:3128"]}),
