@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from conftest import run_ok
 
@@ -103,8 +104,11 @@ def test_registry_reads_the_config_where_its_major_version_looks(host):
 def test_nginx_finds_a_recreated_registry_the_way_its_version_needs(host):
     conf = host.file(f"{BASE_DIR}/nginx/nginx.conf").content_string
     resolves = host.backend.get_hostname() == "debian13"
-    assert ("registry:5000 resolve;" in conf) == resolves
+    assert ("registry:5000 resolve " in conf) == resolves
     assert ("resolver 127.0.0.11" in conf) == resolves
+    # Both addresses stay in use while the registry is recreated (no 10 s ban
+    # after a refused connection).
+    assert re.search(r"server registry:5000 .*max_fails=0;", conf)
 
 
 def test_reload_script_tests_the_configuration_then_reloads(host):
