@@ -39,12 +39,12 @@ else:
     HAS_DOCKER_SDK = True
     DOCKER_SDK_IMPORT_ERROR = None
 
-from ansible_collections.selfhosted.registry.plugins.module_utils._compose import (
+from ansible_collections.selfhosted.registry.plugins.module_utils._compose_labels import (
     LABEL_CONTAINER_NUMBER,
     LABEL_PROJECT,
     LABEL_SERVICE,
-    parse_duration,
 )
+from ansible_collections.selfhosted.registry.plugins.module_utils._compose_load import parse_duration
 
 DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock'
 POLL_INTERVAL = 0.25

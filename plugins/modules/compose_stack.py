@@ -285,22 +285,24 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.selfhosted.registry.plugins.module_utils._compose import (
+from ansible_collections.selfhosted.registry.plugins.module_utils._compose_labels import (
+    container_labels,
+    container_name,
+    read_definition_label,
+    resource_labels,
+    stop_timeout_seconds,
+)
+from ansible_collections.selfhosted.registry.plugins.module_utils._compose_load import (
     HAS_YAML,
     YAML_IMPORT_ERROR,
     ComposeError,
-    container_labels,
-    container_name,
-    load_project,
     parse_duration,
-    plan_networks,
-    plan_services,
-    plan_volumes,
-    read_definition_label,
-    resource_labels,
+)
+from ansible_collections.selfhosted.registry.plugins.module_utils._compose_plan import plan_networks, plan_services, plan_volumes
+from ansible_collections.selfhosted.registry.plugins.module_utils._compose_spec import (
+    load_project,
     select_services,
     start_order,
-    stop_timeout_seconds,
     validate_signal,
 )
 from ansible_collections.selfhosted.registry.plugins.module_utils._docker_engine import (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.selfhosted.registry.plugins.module_utils._compose import PROJECT_NAME_RE, SERVICE_NAME_RE
+from ansible_collections.selfhosted.registry.plugins.module_utils._compose_spec import PROJECT_NAME_RE, SERVICE_NAME_RE
 
 # A public DNS name in lowercase: labels of letters, digits and '-', at least
 # two labels, the last one starting with a letter (so never an IP address).

@@ -11,7 +11,10 @@ import textwrap
 
 import pytest
 
-from ansible_collections.selfhosted.registry.plugins.module_utils import _compose as c
+from ansible_collections.selfhosted.registry.plugins.module_utils import _compose_labels as compose_labels
+from ansible_collections.selfhosted.registry.plugins.module_utils import _compose_load as compose_load
+from ansible_collections.selfhosted.registry.plugins.module_utils import _compose_plan as compose_plan
+from ansible_collections.selfhosted.registry.plugins.module_utils import _compose_spec as compose_spec
 
 WORKDIR = '/srv/stack'
 IMAGE_ID = 'sha256:' + 'a' * 64
@@ -21,7 +24,7 @@ OTHER_IMAGE_ID = 'sha256:' + 'b' * 64
 def project(text, name='stack', workdir=WORKDIR, filename='compose.yaml'):
     """A Project from one compose file given as (dedented) YAML text."""
     path = os.path.join(workdir, filename)
-    return c.build_project([(path, c.load_yaml(textwrap.dedent(text), path))], workdir, name)
+    return compose_spec.build_project([(path, compose_load.load_yaml(textwrap.dedent(text), path))], workdir, name)
 
 
 def service(text, key='web', **kwargs):
@@ -33,7 +36,7 @@ def service(text, key='web', **kwargs):
 
 
 def error(text, **kwargs):
-    with pytest.raises(c.ComposeError) as info:
+    with pytest.raises(compose_load.ComposeError) as info:
         project(text, **kwargs)
     return str(info.value)
 
@@ -60,30 +63,30 @@ def error(text, **kwargs):
     ('a: "8080:50"', '8080:50'),
 ])
 def test_yaml_scalars_resolve_like_yaml_1_2(text, expected):
-    assert c.load_yaml(text, 'f.yaml')['a'] == expected
+    assert compose_load.load_yaml(text, 'f.yaml')['a'] == expected
 
 
 def test_yaml_duplicate_key_is_an_error_with_line():
-    with pytest.raises(c.ComposeError) as info:
-        c.load_yaml('services:\n  a: {}\n  a: {}\n', '/x/compose.yaml')
+    with pytest.raises(compose_load.ComposeError) as info:
+        compose_load.load_yaml('services:\n  a: {}\n  a: {}\n', '/x/compose.yaml')
     assert '/x/compose.yaml' in str(info.value)
     assert "duplicate key 'a'" in str(info.value)
 
 
 def test_yaml_merge_keys_work():
-    data = c.load_yaml('x-base: &base\n  image: a\n  user: "1"\nb:\n  <<: *base\n  user: "2"\n', 'f')
+    data = compose_load.load_yaml('x-base: &base\n  image: a\n  user: "1"\nb:\n  <<: *base\n  user: "2"\n', 'f')
     assert data['b'] == {'image': 'a', 'user': '2'}
 
 
 @pytest.mark.parametrize('text', ['- a\n- b\n', 'just a string\n', ': : :\n  - [\n'])
 def test_yaml_top_level_must_be_a_mapping(text):
-    with pytest.raises(c.ComposeError) as info:
-        c.load_yaml(text, '/x/compose.yaml')
+    with pytest.raises(compose_load.ComposeError) as info:
+        compose_load.load_yaml(text, '/x/compose.yaml')
     assert '/x/compose.yaml' in str(info.value)
 
 
 def test_yaml_empty_file_is_an_empty_mapping():
-    assert c.load_yaml('', 'f') == {}
+    assert compose_load.load_yaml('', 'f') == {}
 
 
 # --------------------------------------------------------------------------
@@ -104,13 +107,13 @@ def test_yaml_empty_file_is_an_empty_mapping():
     ('0s', 0),
 ])
 def test_parse_duration(text, nanoseconds):
-    assert c.parse_duration(text) == nanoseconds
+    assert compose_load.parse_duration(text) == nanoseconds
 
 
 @pytest.mark.parametrize('value', ['30', '', 'abc', '1x', '-1s', '1m 30s', 30, 1.5, True, None])
 def test_parse_duration_rejects(value):
-    with pytest.raises(c.ComposeError):
-        c.parse_duration(value, 'healthcheck.interval')
+    with pytest.raises(compose_load.ComposeError):
+        compose_load.parse_duration(value, 'healthcheck.interval')
 
 
 @pytest.mark.parametrize('nanoseconds, text', [
@@ -123,8 +126,8 @@ def test_parse_duration_rejects(value):
     (7, '7ns'),
 ])
 def test_format_duration(nanoseconds, text):
-    assert c.format_duration(nanoseconds) == text
-    assert c.parse_duration(text) == nanoseconds
+    assert compose_load.format_duration(nanoseconds) == text
+    assert compose_load.parse_duration(text) == nanoseconds
 
 
 @pytest.mark.parametrize('a, b', [('90s', '1m30s'), ('1h', '60m'), ('1000ms', '1s')])
@@ -333,8 +336,8 @@ def test_depends_on_forms():
                                                   'db': {'condition': 'service_started'}}
     assert proj.services['api']['depends_on'] == {'cache': {'condition': 'service_started'},
                                                   'db': {'condition': 'service_healthy'}}
-    assert c.depends_on_label(proj.services['api']) == 'cache:service_started:false,db:service_healthy:false'
-    assert c.depends_on_label(proj.services['db']) == ''
+    assert compose_labels.depends_on_label(proj.services['api']) == 'cache:service_started:false,db:service_healthy:false'
+    assert compose_labels.depends_on_label(proj.services['db']) == ''
 
 
 @pytest.mark.parametrize('text, fragment', [
@@ -452,7 +455,7 @@ def test_deploy_update_config(text, expected):
     ('deploy: [update_config]', 'deploy must be a mapping'),
 ])
 def test_deploy_errors(text, fragment):
-    with pytest.raises(c.ComposeError) as info:
+    with pytest.raises(compose_load.ComposeError) as info:
         service(text)
     assert fragment in str(info.value)
 
@@ -460,7 +463,7 @@ def test_deploy_errors(text, fragment):
 def test_deploy_is_not_part_of_the_container_definition():
     plain = project('services:\n  web:\n    image: a\n')
     rolled = project('services:\n  web:\n    image: a\n    deploy: {update_config: {order: start-first, monitor: 5s}}\n')
-    assert c.resolve_service(plain, 'web') == c.resolve_service(rolled, 'web')
+    assert compose_labels.resolve_service(plain, 'web') == compose_labels.resolve_service(rolled, 'web')
 
 
 @pytest.mark.parametrize('text, key', [
@@ -528,9 +531,9 @@ def test_interpolation_is_rejected(value):
 
 
 def two_files(first, second, name='stack'):
-    docs = [('/srv/stack/a.yaml', c.load_yaml(textwrap.dedent(first), 'a')),
-            ('/srv/stack/b.yaml', c.load_yaml(textwrap.dedent(second), 'b'))]
-    return c.build_project(docs, WORKDIR, name)
+    docs = [('/srv/stack/a.yaml', compose_load.load_yaml(textwrap.dedent(first), 'a')),
+            ('/srv/stack/b.yaml', compose_load.load_yaml(textwrap.dedent(second), 'b'))]
+    return compose_spec.build_project(docs, WORKDIR, name)
 
 
 def test_files_are_united():
@@ -552,7 +555,7 @@ def test_files_are_united():
     ('name: x\nservices:\n  a:\n    image: a\n', 'name: x\nservices:\n  b:\n    image: b\n', "'name'"),
 ])
 def test_a_key_in_two_files_is_an_error_naming_both(first, second, what):
-    with pytest.raises(c.ComposeError) as info:
+    with pytest.raises(compose_load.ComposeError) as info:
         two_files(first, second, name=None)
     message = str(info.value)
     assert what in message
@@ -587,8 +590,8 @@ def test_project_name_from_file_and_parameter():
 @pytest.mark.parametrize('name', ['Upper', '-lead', 'has space', 'dot.ted', ''])
 def test_invalid_project_names(name):
     if name == '':
-        with pytest.raises(c.ComposeError):
-            c.validate_project_name(name)
+        with pytest.raises(compose_load.ComposeError):
+            compose_spec.validate_project_name(name)
         return
     assert 'not a valid compose project name' in error('services:\n  a:\n    image: x\n', name=name)
 
@@ -601,7 +604,7 @@ def test_resources_are_prefixed_with_project_name():
     proj = project('services:\n  a:\n    image: x\n    volumes: [d:/d]\nvolumes:\n  d:\n', name='reg')
     assert proj.networks['default']['name'] == 'reg_default'
     assert proj.volumes['d']['name'] == 'reg_d'
-    assert c.container_name('reg', 'a') == 'reg-a-1'
+    assert compose_labels.container_name('reg', 'a') == 'reg-a-1'
 
 
 # --------------------------------------------------------------------------
@@ -613,13 +616,13 @@ def test_resources_are_prefixed_with_project_name():
     ('1', '1'), (15, '15'),
 ])
 def test_validate_signal(value, expected):
-    assert c.validate_signal(value) == expected
+    assert compose_spec.validate_signal(value) == expected
 
 
 @pytest.mark.parametrize('value', ['', 'SIG', 'HUP!', '0', '99', 'a b'])
 def test_validate_signal_rejects(value):
-    with pytest.raises(c.ComposeError):
-        c.validate_signal(value)
+    with pytest.raises(compose_load.ComposeError):
+        compose_spec.validate_signal(value)
 
 
 # --------------------------------------------------------------------------
@@ -668,20 +671,20 @@ def base_project():
 
 
 def test_resolve_service_uses_engine_names():
-    spec = c.resolve_service(base_project(), 'web')
+    spec = compose_labels.resolve_service(base_project(), 'web')
     assert spec['networks'] == {'stack_front': {'aliases': ['stack-web-1', 'web', 'www']}}
     assert spec['mounts'] == [
         {'type': 'bind', 'source': WORKDIR + '/conf', 'target': '/etc/conf', 'read_only': True},
         {'type': 'volume', 'source': 'stack_data', 'target': '/var/lib/web', 'read_only': False},
     ]
     assert 'depends_on' not in spec
-    assert c.resolve_service(base_project(), 'db')['networks'] == {
+    assert compose_labels.resolve_service(base_project(), 'db')['networks'] == {
         'stack_default': {'aliases': ['db', 'stack-db-1']}}
 
 
 def test_hash_is_stable_for_the_same_definition():
-    one = c.config_hash(c.resolve_service(base_project(), 'web'), IMAGE_ID)
-    two = c.config_hash(c.resolve_service(base_project(), 'web'), IMAGE_ID)
+    one = compose_labels.config_hash(compose_labels.resolve_service(base_project(), 'web'), IMAGE_ID)
+    two = compose_labels.config_hash(compose_labels.resolve_service(base_project(), 'web'), IMAGE_ID)
     assert one == two
     assert len(one) == 64
 
@@ -690,10 +693,10 @@ def test_hash_ignores_key_order_and_equivalent_forms():
     reordered = BASE.replace('          A: "1"\n          B: "2"\n', '          B: "2"\n          A: "1"\n')
     as_list = BASE.replace('          A: "1"\n          B: "2"\n', '          - A=1\n          - B=2\n')
     duration = BASE.replace('interval: 30s', 'interval: 0.5m')
-    expected = c.config_hash(c.resolve_service(base_project(), 'web'), IMAGE_ID)
+    expected = compose_labels.config_hash(compose_labels.resolve_service(base_project(), 'web'), IMAGE_ID)
     for text in (reordered, as_list, duration):
         assert text != BASE
-        assert c.config_hash(c.resolve_service(project(text), 'web'), IMAGE_ID) == expected
+        assert compose_labels.config_hash(compose_labels.resolve_service(project(text), 'web'), IMAGE_ID) == expected
 
 
 @pytest.mark.parametrize('old, new', [
@@ -716,43 +719,43 @@ def test_hash_ignores_key_order_and_equivalent_forms():
 ])
 def test_hash_changes_when_one_field_changes(old, new):
     assert old in BASE
-    before = c.config_hash(c.resolve_service(base_project(), 'web'), IMAGE_ID)
-    after = c.config_hash(c.resolve_service(project(BASE.replace(old, new)), 'web'), IMAGE_ID)
+    before = compose_labels.config_hash(compose_labels.resolve_service(base_project(), 'web'), IMAGE_ID)
+    after = compose_labels.config_hash(compose_labels.resolve_service(project(BASE.replace(old, new)), 'web'), IMAGE_ID)
     assert before != after
 
 
 def test_hash_changes_with_image_id_and_project_name_but_not_depends_on():
-    spec = c.resolve_service(base_project(), 'web')
-    assert c.config_hash(spec, IMAGE_ID) != c.config_hash(spec, OTHER_IMAGE_ID)
-    renamed = c.resolve_service(project(BASE, name='other'), 'web')
-    assert c.config_hash(renamed, IMAGE_ID) != c.config_hash(spec, IMAGE_ID)
-    no_deps = c.resolve_service(project(BASE.replace('        depends_on: [db]\n', '')), 'web')
-    assert c.config_hash(no_deps, IMAGE_ID) == c.config_hash(spec, IMAGE_ID)
+    spec = compose_labels.resolve_service(base_project(), 'web')
+    assert compose_labels.config_hash(spec, IMAGE_ID) != compose_labels.config_hash(spec, OTHER_IMAGE_ID)
+    renamed = compose_labels.resolve_service(project(BASE, name='other'), 'web')
+    assert compose_labels.config_hash(renamed, IMAGE_ID) != compose_labels.config_hash(spec, IMAGE_ID)
+    no_deps = compose_labels.resolve_service(project(BASE.replace('        depends_on: [db]\n', '')), 'web')
+    assert compose_labels.config_hash(no_deps, IMAGE_ID) == compose_labels.config_hash(spec, IMAGE_ID)
 
 
 def test_container_labels_are_compose_labels():
     proj = base_project()
-    spec = c.resolve_service(proj, 'web')
-    labels = c.container_labels(proj, 'web', spec, IMAGE_ID)
+    spec = compose_labels.resolve_service(proj, 'web')
+    labels = compose_labels.container_labels(proj, 'web', spec, IMAGE_ID)
     assert labels['team'] == 'ops'
-    assert labels[c.LABEL_PROJECT] == 'stack'
-    assert labels[c.LABEL_SERVICE] == 'web'
-    assert labels[c.LABEL_CONTAINER_NUMBER] == '1'
-    assert labels[c.LABEL_ONEOFF] == 'False'
-    assert labels[c.LABEL_WORKING_DIR] == WORKDIR
-    assert labels[c.LABEL_CONFIG_FILES] == WORKDIR + '/compose.yaml'
-    assert labels[c.LABEL_IMAGE] == IMAGE_ID
-    assert labels[c.LABEL_DEPENDS_ON] == 'db:service_started:false'
-    assert labels[c.LABEL_CONFIG_HASH] == c.config_hash(spec, IMAGE_ID)
-    assert labels[c.LABEL_VERSION]
-    assert c.read_definition_label(labels) == spec
+    assert labels[compose_labels.LABEL_PROJECT] == 'stack'
+    assert labels[compose_labels.LABEL_SERVICE] == 'web'
+    assert labels[compose_labels.LABEL_CONTAINER_NUMBER] == '1'
+    assert labels[compose_labels.LABEL_ONEOFF] == 'False'
+    assert labels[compose_labels.LABEL_WORKING_DIR] == WORKDIR
+    assert labels[compose_labels.LABEL_CONFIG_FILES] == WORKDIR + '/compose.yaml'
+    assert labels[compose_labels.LABEL_IMAGE] == IMAGE_ID
+    assert labels[compose_labels.LABEL_DEPENDS_ON] == 'db:service_started:false'
+    assert labels[compose_labels.LABEL_CONFIG_HASH] == compose_labels.config_hash(spec, IMAGE_ID)
+    assert labels[compose_labels.LABEL_VERSION]
+    assert compose_labels.read_definition_label(labels) == spec
 
 
 def test_resource_labels():
     proj = base_project()
-    assert c.resource_labels(proj, 'network', 'front') == {
-        c.LABEL_PROJECT: 'stack', c.LABEL_NETWORK: 'front', c.LABEL_VERSION: c.COMPOSE_COMPAT_VERSION}
-    assert c.resource_labels(proj, 'volume', 'data')[c.LABEL_VOLUME] == 'data'
+    assert compose_labels.resource_labels(proj, 'network', 'front') == {
+        compose_labels.LABEL_PROJECT: 'stack', compose_labels.LABEL_NETWORK: 'front', compose_labels.LABEL_VERSION: compose_labels.COMPOSE_COMPAT_VERSION}
+    assert compose_labels.resource_labels(proj, 'volume', 'data')[compose_labels.LABEL_VOLUME] == 'data'
 
 
 @pytest.mark.parametrize('spec, expected', [
@@ -760,12 +763,12 @@ def test_resource_labels():
     ({'stop_grace_period': '500ms'}, 0),
 ])
 def test_stop_timeout_seconds(spec, expected):
-    assert c.stop_timeout_seconds(spec) == expected
+    assert compose_labels.stop_timeout_seconds(spec) == expected
 
 
-@pytest.mark.parametrize('labels', [None, {}, {c.LABEL_DEFINITION: 'not json'}, {c.LABEL_DEFINITION: '[1]'}])
+@pytest.mark.parametrize('labels', [None, {}, {compose_labels.LABEL_DEFINITION: 'not json'}, {compose_labels.LABEL_DEFINITION: '[1]'}])
 def test_read_definition_label_tolerates_foreign_containers(labels):
-    assert c.read_definition_label(labels) is None
+    assert compose_labels.read_definition_label(labels) is None
 
 
 # --------------------------------------------------------------------------
@@ -780,13 +783,13 @@ def test_start_order_dependencies_first():
           auth: {image: a}
           other: {image: a}
         ''')
-    assert c.start_order(proj.services) == ['auth', 'other', 'registry', 'proxy']
-    assert c.start_order(proj.services, ['proxy', 'auth']) == ['auth', 'proxy']
-    assert c.select_services(proj, ['proxy'], include_dependencies=True) == {'proxy', 'registry', 'auth'}
-    assert c.select_services(proj, ['proxy'], include_dependencies=False) == {'proxy'}
-    assert c.select_services(proj, None, include_dependencies=False) == {'proxy', 'registry', 'auth', 'other'}
-    with pytest.raises(c.ComposeError) as info:
-        c.select_services(proj, ['nope'], include_dependencies=False)
+    assert compose_spec.start_order(proj.services) == ['auth', 'other', 'registry', 'proxy']
+    assert compose_spec.start_order(proj.services, ['proxy', 'auth']) == ['auth', 'proxy']
+    assert compose_spec.select_services(proj, ['proxy'], include_dependencies=True) == {'proxy', 'registry', 'auth'}
+    assert compose_spec.select_services(proj, ['proxy'], include_dependencies=False) == {'proxy'}
+    assert compose_spec.select_services(proj, None, include_dependencies=False) == {'proxy', 'registry', 'auth', 'other'}
+    with pytest.raises(compose_load.ComposeError) as info:
+        compose_spec.select_services(proj, ['nope'], include_dependencies=False)
     assert 'nope' in str(info.value) and 'auth, other, proxy, registry' in str(info.value)
 
 
@@ -805,16 +808,16 @@ def test_start_order_dependencies_first():
     ('a', 'b', ('a', 'b')),
 ])
 def test_diff_values(before, after, expected):
-    assert c.diff_values(before, after) == expected
+    assert compose_plan.diff_values(before, after) == expected
 
 
 def test_service_diff_shows_only_changed_fields():
-    old = c.resolve_service(base_project(), 'web')
-    new = c.resolve_service(project(BASE.replace('A: "1"', 'A: "9"')), 'web')
-    before, after = c.service_diff(old, IMAGE_ID, new, IMAGE_ID)
+    old = compose_labels.resolve_service(base_project(), 'web')
+    new = compose_labels.resolve_service(project(BASE.replace('A: "1"', 'A: "9"')), 'web')
+    before, after = compose_plan.service_diff(old, IMAGE_ID, new, IMAGE_ID)
     assert before == {'environment': {'A': '1'}}
     assert after == {'environment': {'A': '9'}}
-    before, after = c.service_diff(old, IMAGE_ID, old, OTHER_IMAGE_ID)
+    before, after = compose_plan.service_diff(old, IMAGE_ID, old, OTHER_IMAGE_ID)
     assert (before, after) == ({'image_id': IMAGE_ID}, {'image_id': OTHER_IMAGE_ID})
 
 
@@ -823,11 +826,11 @@ def test_service_diff_shows_only_changed_fields():
 
 
 def observed_for(proj, service_name, image_id=IMAGE_ID, running=True, spec=None):
-    spec = spec or c.resolve_service(proj, service_name)
+    spec = spec or compose_labels.resolve_service(proj, service_name)
     return {
-        'id': service_name + '-id', 'name': c.container_name(proj.name, service_name),
+        'id': service_name + '-id', 'name': compose_labels.container_name(proj.name, service_name),
         'running': running, 'status': 'running' if running else 'exited',
-        'labels': c.container_labels(proj, service_name, spec, image_id), 'image_id': image_id,
+        'labels': compose_labels.container_labels(proj, service_name, spec, image_id), 'image_id': image_id,
     }
 
 
@@ -837,7 +840,7 @@ def images(proj, image_id=IMAGE_ID):
 
 def test_plan_create_everything_in_dependency_order():
     proj = base_project()
-    plan = c.plan_services(proj, set(proj.services), 'present', {}, images(proj))
+    plan = compose_plan.plan_services(proj, set(proj.services), 'present', {}, images(proj))
     assert list(plan) == ['db', 'web']
     assert [e['action'] for e in plan.values()] == ['created', 'created']
     assert plan['web']['before'] == {'state': 'absent'}
@@ -848,7 +851,7 @@ def test_plan_create_everything_in_dependency_order():
 def test_plan_unchanged_when_nothing_changed():
     proj = base_project()
     observed = dict((s, observed_for(proj, s)) for s in proj.services)
-    plan = c.plan_services(proj, set(proj.services), 'present', observed, images(proj))
+    plan = compose_plan.plan_services(proj, set(proj.services), 'present', observed, images(proj))
     assert dict((s, e['action']) for s, e in plan.items()) == {'db': 'unchanged', 'web': 'unchanged'}
     assert all(e['before'] == {} and e['after'] == {} for e in plan.values())
 
@@ -857,7 +860,7 @@ def test_plan_recreates_only_the_changed_service_with_a_field_diff():
     old = base_project()
     observed = dict((s, observed_for(old, s)) for s in old.services)
     new = project(BASE.replace('A: "1"', 'A: "changed"'))
-    plan = c.plan_services(new, set(new.services), 'present', observed, images(new))
+    plan = compose_plan.plan_services(new, set(new.services), 'present', observed, images(new))
     assert plan['db']['action'] == 'unchanged'
     assert plan['web']['action'] == 'recreated'
     assert plan['web']['reason'] == 'definition changed'
@@ -868,7 +871,7 @@ def test_plan_recreates_only_the_changed_service_with_a_field_diff():
 def test_plan_recreates_when_the_image_changed():
     proj = base_project()
     observed = dict((s, observed_for(proj, s)) for s in proj.services)
-    plan = c.plan_services(proj, {'web'}, 'present', observed, images(proj, OTHER_IMAGE_ID))
+    plan = compose_plan.plan_services(proj, {'web'}, 'present', observed, images(proj, OTHER_IMAGE_ID))
     assert plan['web']['action'] == 'recreated'
     assert plan['web']['reason'] == 'image changed'
     assert plan['web']['after'] == {'image_id': OTHER_IMAGE_ID}
@@ -877,8 +880,8 @@ def test_plan_recreates_when_the_image_changed():
 def test_plan_recreates_containers_of_other_tools_once():
     proj = base_project()
     foreign = observed_for(proj, 'db')
-    foreign['labels'] = {c.LABEL_CONFIG_HASH: 'compose-cli-hash'}
-    plan = c.plan_services(proj, {'db'}, 'present', {'db': foreign}, images(proj))
+    foreign['labels'] = {compose_labels.LABEL_CONFIG_HASH: 'compose-cli-hash'}
+    plan = compose_plan.plan_services(proj, {'db'}, 'present', {'db': foreign}, images(proj))
     assert plan['db']['action'] == 'recreated'
     assert 'not created by compose_stack' in plan['db']['before']['definition']
 
@@ -886,7 +889,7 @@ def test_plan_recreates_containers_of_other_tools_once():
 def test_plan_missing_image_in_check_mode():
     proj = base_project()
     observed = {'db': observed_for(proj, 'db')}
-    plan = c.plan_services(proj, set(proj.services), 'present', observed, dict.fromkeys(images(proj)))
+    plan = compose_plan.plan_services(proj, set(proj.services), 'present', observed, dict.fromkeys(images(proj)))
     assert plan['db']['action'] == 'recreated'
     assert plan['web']['action'] == 'created'
     assert 'pulled' in plan['web']['after']['image_id']
@@ -895,7 +898,7 @@ def test_plan_missing_image_in_check_mode():
 def test_plan_starts_stopped_containers():
     proj = base_project()
     observed = {'db': observed_for(proj, 'db', running=False), 'web': observed_for(proj, 'web')}
-    plan = c.plan_services(proj, set(proj.services), 'present', observed, images(proj))
+    plan = compose_plan.plan_services(proj, set(proj.services), 'present', observed, images(proj))
     assert plan['db']['action'] == 'started'
     assert plan['db']['before'] == {'state': 'exited'}
 
@@ -903,29 +906,29 @@ def test_plan_starts_stopped_containers():
 def test_plan_signal_only_for_running_unchanged_targets():
     old = base_project()
     observed = dict((s, observed_for(old, s)) for s in old.services)
-    plan = c.plan_services(old, set(old.services), 'present', observed, images(old), signal='SIGHUP',
-                           signal_targets=['web'])
+    plan = compose_plan.plan_services(old, set(old.services), 'present', observed, images(old), signal='SIGHUP',
+                                      signal_targets=['web'])
     assert plan['web']['action'] == 'signaled'
     assert plan['web']['after'] == {'signal': 'SIGHUP'}
     assert plan['db']['action'] == 'unchanged'
     new = project(BASE.replace('A: "1"', 'A: "2"'))
-    plan = c.plan_services(new, set(new.services), 'present', observed, images(new), signal='SIGHUP',
-                           signal_targets=['web'])
+    plan = compose_plan.plan_services(new, set(new.services), 'present', observed, images(new), signal='SIGHUP',
+                                      signal_targets=['web'])
     assert plan['web']['action'] == 'recreated'
 
 
 def test_plan_restarted():
     proj = base_project()
     observed = {'db': observed_for(proj, 'db'), 'web': observed_for(proj, 'web', running=False)}
-    plan = c.plan_services(proj, set(proj.services), 'restarted', observed, images(proj))
+    plan = compose_plan.plan_services(proj, set(proj.services), 'restarted', observed, images(proj))
     assert dict((s, e['action']) for s, e in plan.items()) == {'db': 'restarted', 'web': 'started'}
 
 
 def test_plan_forced_recreate():
     proj = base_project()
     observed = dict((s, observed_for(proj, s)) for s in proj.services)
-    plan = c.plan_services(proj, set(proj.services), 'present', observed, images(proj),
-                           forced_recreate={'web': 'network stack_front is recreated'})
+    plan = compose_plan.plan_services(proj, set(proj.services), 'present', observed, images(proj),
+                                      forced_recreate={'web': 'network stack_front is recreated'})
     assert plan['web']['action'] == 'recreated'
     assert plan['web']['after'] == {'recreate': 'network stack_front is recreated'}
 
@@ -933,10 +936,10 @@ def test_plan_forced_recreate():
 def test_plan_stopped_and_absent_go_in_reverse_order():
     proj = base_project()
     observed = {'db': observed_for(proj, 'db'), 'web': observed_for(proj, 'web', running=False)}
-    plan = c.plan_services(proj, set(proj.services), 'stopped', observed, {})
+    plan = compose_plan.plan_services(proj, set(proj.services), 'stopped', observed, {})
     assert list(plan) == ['web', 'db']
     assert dict((s, e['action']) for s, e in plan.items()) == {'web': 'unchanged', 'db': 'stopped'}
-    plan = c.plan_services(proj, set(proj.services), 'absent', {'web': observed['web']}, {})
+    plan = compose_plan.plan_services(proj, set(proj.services), 'absent', {'web': observed['web']}, {})
     assert dict((s, e['action']) for s, e in plan.items()) == {'web': 'removed', 'db': 'unchanged'}
 
 
@@ -944,7 +947,7 @@ def test_plan_does_not_modify_its_inputs():
     proj = base_project()
     observed = dict((s, observed_for(proj, s)) for s in proj.services)
     snapshot = copy.deepcopy((proj.services, observed))
-    c.plan_services(proj, set(proj.services), 'present', observed, images(proj, OTHER_IMAGE_ID))
+    compose_plan.plan_services(proj, set(proj.services), 'present', observed, images(proj, OTHER_IMAGE_ID))
     assert (proj.services, observed) == snapshot
 
 
@@ -978,13 +981,13 @@ def record(service_name, container_id, networks):
 
 
 def network(internal=False, project_name='stack', containers=None):
-    return {'Driver': 'bridge', 'Internal': internal, 'Labels': {c.LABEL_PROJECT: project_name},
+    return {'Driver': 'bridge', 'Internal': internal, 'Labels': {compose_labels.LABEL_PROJECT: project_name},
             'Containers': containers or {}}
 
 
 def test_plan_networks_creates_what_is_missing_and_keeps_what_matches():
     proj = project(NETWORKED)
-    plan = c.plan_networks(proj, ['web'], {'stack_front': None, 'stack_back': network(internal=True)}, {}, [])
+    plan = compose_plan.plan_networks(proj, ['web'], {'stack_front': None, 'stack_back': network(internal=True)}, {}, [])
     assert plan['actions'] == {'stack_front': 'created', 'stack_back': 'unchanged'}
     assert plan['diffs'] == [('stack_front', {'state': 'absent'},
                               {'state': 'present', 'driver': 'bridge', 'internal': False})]
@@ -996,7 +999,7 @@ def test_plan_networks_recreates_a_changed_network_with_its_containers():
     proj = project(NETWORKED)
     web, db = record('web', 'w1', ['stack_front', 'stack_back']), record('db', 'd1', ['stack_back'])
     existing = {'stack_front': network(), 'stack_back': network(internal=False, containers={'w1': {}, 'd1': {}})}
-    plan = c.plan_networks(proj, ['web'], existing, {'web': web, 'db': db}, [])
+    plan = compose_plan.plan_networks(proj, ['web'], existing, {'web': web, 'db': db}, [])
     assert plan['actions'] == {'stack_front': 'unchanged', 'stack_back': 'recreated'}
     assert plan['diffs'] == [('stack_back', {'internal': False}, {'internal': True})]
     # web is selected: recreated; db is not: reconnected to the new network.
@@ -1007,31 +1010,31 @@ def test_plan_networks_recreates_a_changed_network_with_its_containers():
 def test_plan_networks_refuses_to_recreate_a_network_others_use():
     proj = project(NETWORKED)
     existing = {'stack_front': network(), 'stack_back': network(containers={'x9': {'Name': 'intruder'}})}
-    with pytest.raises(c.ComposeError, match=r'stack_back changed \(internal False -> True\).*intruder'):
-        c.plan_networks(proj, ['web'], existing, {}, [])
+    with pytest.raises(compose_load.ComposeError, match=r'stack_back changed \(internal False -> True\).*intruder'):
+        compose_plan.plan_networks(proj, ['web'], existing, {}, [])
 
 
 def test_plan_networks_uses_a_foreign_network_as_it_is_with_a_warning():
     proj = project(NETWORKED)
     existing = {'stack_front': network(project_name='other'), 'stack_back': network(internal=True)}
-    plan = c.plan_networks(proj, ['web'], existing, {}, [])
+    plan = compose_plan.plan_networks(proj, ['web'], existing, {}, [])
     assert plan['actions']['stack_front'] == 'unchanged'
     assert 'not created for project stack' in plan['warnings'][0]
 
 
 def test_plan_networks_needs_external_networks_to_exist():
     proj = project(NETWORKED.replace('networks: [front, back]', 'networks: [shared]'))
-    assert c.plan_networks(proj, ['web'], {'shared': network(project_name='')}, {}, [])['actions'] == {}
-    with pytest.raises(c.ComposeError, match='network shared .* is external but does not exist'):
-        c.plan_networks(proj, ['web'], {'shared': None}, {}, [])
+    assert compose_plan.plan_networks(proj, ['web'], {'shared': network(project_name='')}, {}, [])['actions'] == {}
+    with pytest.raises(compose_load.ComposeError, match='network shared .* is external but does not exist'):
+        compose_plan.plan_networks(proj, ['web'], {'shared': None}, {}, [])
 
 
 def test_plan_volumes():
     proj = project(NETWORKED)
-    plan = c.plan_volumes(proj, ['web'], {'stack_data': None})
+    plan = compose_plan.plan_volumes(proj, ['web'], {'stack_data': None})
     assert plan['actions'] == {'stack_data': 'created'}
     assert plan['diffs'] == [('stack_data', {'state': 'absent'}, {'state': 'present', 'driver': 'local'})]
-    assert c.plan_volumes(proj, ['web'], {'stack_data': {'Driver': 'local'}})['actions'] == {'stack_data': 'unchanged'}
-    assert c.plan_volumes(proj, ['db'], {})['actions'] == {}
-    with pytest.raises(c.ComposeError, match='never replaced implicitly'):
-        c.plan_volumes(proj, ['web'], {'stack_data': {'Driver': 'nfs'}})
+    assert compose_plan.plan_volumes(proj, ['web'], {'stack_data': {'Driver': 'local'}})['actions'] == {'stack_data': 'unchanged'}
+    assert compose_plan.plan_volumes(proj, ['db'], {})['actions'] == {}
+    with pytest.raises(compose_load.ComposeError, match='never replaced implicitly'):
+        compose_plan.plan_volumes(proj, ['web'], {'stack_data': {'Driver': 'nfs'}})

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import textwrap
 
-from ansible_collections.selfhosted.registry.plugins.module_utils import _compose as c
+from ansible_collections.selfhosted.registry.plugins.module_utils import _compose_labels as compose_labels
+from ansible_collections.selfhosted.registry.plugins.module_utils import _compose_load as compose_load
+from ansible_collections.selfhosted.registry.plugins.module_utils import _compose_spec as compose_spec
 from ansible_collections.selfhosted.registry.plugins.module_utils._docker_engine import container_options
 
 COMPOSE = '''
@@ -43,9 +45,9 @@ volumes:
 
 
 def spec():
-    project = c.build_project([('/srv/stack/compose.yaml', c.load_yaml(textwrap.dedent(COMPOSE), 'compose.yaml'))],
-                              '/srv/stack', 'stack')
-    return c.resolve_service(project, 'web')
+    files = [('/srv/stack/compose.yaml', compose_load.load_yaml(textwrap.dedent(COMPOSE), 'compose.yaml'))]
+    project = compose_spec.build_project(files, '/srv/stack', 'stack')
+    return compose_labels.resolve_service(project, 'web')
 
 
 def test_container_options():
@@ -75,9 +77,9 @@ def test_container_options():
 
 
 def test_defaults_leave_the_engine_its_own():
-    plain = c.build_project([('/srv/s/compose.yaml', c.load_yaml('services:\n  web:\n    image: web:1\n', 'compose.yaml'))],
-                            '/srv/s', 's')
-    options = container_options(c.resolve_service(plain, 'web'))
+    files = [('/srv/s/compose.yaml', compose_load.load_yaml('services:\n  web:\n    image: web:1\n', 'compose.yaml'))]
+    plain = compose_spec.build_project(files, '/srv/s', 's')
+    options = container_options(compose_labels.resolve_service(plain, 'web'))
     assert options['host_config']['binds'] is None and options['host_config']['read_only'] is None
     assert options['host_config']['restart_policy'] == {'Name': 'no', 'MaximumRetryCount': 0}
     assert options['create']['healthcheck'] is None and options['create']['stop_timeout'] is None
