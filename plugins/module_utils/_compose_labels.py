@@ -14,8 +14,6 @@ import copy
 import hashlib
 import json
 
-from ansible_collections.selfhosted.registry.plugins.module_utils._compose_load import parse_duration
-
 # Labels compose v2 writes and reads (github.com/docker/compose pkg/api/labels.go).
 LABEL_PROJECT = 'com.docker.compose.project'
 LABEL_SERVICE = 'com.docker.compose.service'
@@ -32,10 +30,6 @@ LABEL_VOLUME = 'com.docker.compose.volume'
 # Our own label: the resolved service spec the container was created from, so
 # that --diff can show what changed. Not read by compose.
 LABEL_DEFINITION = 'io.selfhosted.registry.compose-stack.definition'
-
-# Value written to com.docker.compose.version: the compose release whose
-# container layout (names, labels, aliases) this module reproduces.
-COMPOSE_COMPAT_VERSION = '2.26.1'
 
 # Bumped whenever the normalised spec changes shape, so containers created by
 # an older normalisation are recreated once rather than compared wrongly.
@@ -102,7 +96,13 @@ def depends_on_label(service):
     return ','.join('%s:%s:false' % (name, dep['condition']) for name, dep in sorted(service['depends_on'].items()))
 
 
-def container_labels(project, service_name, spec, image_id):
+def container_labels(project, service_name, spec, image_id, spec_hash, compose_version=None):
+    """The labels of a service's container.
+
+    ``spec_hash``: the config hash the plan compared (compose's own where
+    compose is installed, else config_hash()). ``compose_version``: the
+    installed compose's, written as compose writes it; no label without compose.
+    """
     labels = dict(spec['labels'])
     labels.update({
         LABEL_PROJECT: project.name,
@@ -111,27 +111,24 @@ def container_labels(project, service_name, spec, image_id):
         LABEL_ONEOFF: 'False',
         LABEL_WORKING_DIR: project.working_dir,
         LABEL_CONFIG_FILES: ','.join(project.config_files),
-        LABEL_VERSION: COMPOSE_COMPAT_VERSION,
         LABEL_IMAGE: image_id,
         LABEL_DEPENDS_ON: depends_on_label(project.services[service_name]),
-        LABEL_CONFIG_HASH: config_hash(spec, image_id),
+        LABEL_CONFIG_HASH: spec_hash,
         LABEL_DEFINITION: canonical_json(spec),
     })
+    if compose_version:
+        labels[LABEL_VERSION] = compose_version
     return labels
 
 
-def resource_labels(project, kind, key):
-    return {
+def resource_labels(project, kind, key, compose_version=None):
+    labels = {
         LABEL_PROJECT: project.name,
         LABEL_NETWORK if kind == 'network' else LABEL_VOLUME: key,
-        LABEL_VERSION: COMPOSE_COMPAT_VERSION,
     }
-
-
-def stop_timeout_seconds(spec, default=10):
-    if spec and spec.get('stop_grace_period'):
-        return int(parse_duration(spec['stop_grace_period']) // 10 ** 9)
-    return default
+    if compose_version:
+        labels[LABEL_VERSION] = compose_version
+    return labels
 
 
 def read_definition_label(labels):

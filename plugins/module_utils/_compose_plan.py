@@ -67,7 +67,7 @@ def service_diff(old_spec, old_image_id, new_spec, new_image_id):
 
 
 def plan_services(project, selected, state, observed, image_ids, signal=None, signal_targets=None,
-                  forced_recreate=None):
+                  forced_recreate=None, compose_hashes=None):
     """Decide the action of each selected service. Pure: no engine access.
 
     ``observed``: service -> container record (``id``, ``name``, ``running``,
@@ -76,6 +76,9 @@ def plan_services(project, selected, state, observed, image_ids, signal=None, si
     not there (check mode, before a pull).
     ``forced_recreate``: service -> reason, for services whose container must
     be replaced for reasons outside its spec (a network that is recreated).
+    ``compose_hashes``: service -> the config hash of the installed compose
+    CLI (_compose_cli), compared instead of config_hash() so that compose and
+    this module agree on when a container is current; None without compose.
 
     Returns service -> dict(action, reason, before, after, spec, hash, image_id)
     in the order the actions are carried out.
@@ -94,8 +97,11 @@ def plan_services(project, selected, state, observed, image_ids, signal=None, si
         if state in ('present', 'restarted'):
             spec = resolve_service(project, name)
             image_id = image_ids.get(spec['image'])
-            entry.update(spec=spec, image_id=image_id,
-                         hash=config_hash(spec, image_id) if image_id else None)
+            if compose_hashes is not None:
+                spec_hash = compose_hashes[name]
+            else:
+                spec_hash = config_hash(spec, image_id) if image_id else None
+            entry.update(spec=spec, image_id=image_id, hash=spec_hash)
             _plan_converge(entry, current, state, name in signal_targets and signal, forced_recreate.get(name))
         elif state == 'stopped':
             if current is not None and current['running']:
@@ -122,16 +128,22 @@ def _plan_converge(entry, current, state, signal, forced_reason):
         return
     labels = current.get('labels') or {}
     old_spec = read_definition_label(labels)
+    if old_spec is None and labels.get(LABEL_CONFIG_HASH) == entry['hash']:
+        # Made by compose from the same files: what this module would have created.
+        old_spec = spec
     old_image_id = labels.get(LABEL_IMAGE) or current.get('image_id')
     reason = None
     if forced_reason:
         reason = forced_reason
     elif image_id is None:
         reason = 'image %s is not present yet' % spec['image']
-    elif labels.get(LABEL_CONFIG_HASH) != entry['hash']:
+    # compose's hash leaves the image ID out (compose compares the image label on its own); ours has it.
+    elif labels.get(LABEL_CONFIG_HASH) != entry['hash'] or old_image_id != image_id:
         if old_spec is None:
             reason = 'container was not created by compose_stack'
-        elif old_image_id != image_id and old_spec == spec:
+        elif old_spec == spec and old_image_id == image_id:
+            reason = 'config hash of another source (compose installed or removed since)'
+        elif old_spec == spec:
             reason = 'image changed'
         else:
             reason = 'definition changed'
@@ -142,8 +154,8 @@ def _plan_converge(entry, current, state, signal, forced_reason):
             after['image_id'] = image_id
         else:
             before, after = service_diff(old_spec, old_image_id, spec, image_id or '(pulled when the module runs)')
-        if forced_reason and not before and not after:
-            before, after = {'recreate': None}, {'recreate': forced_reason}
+        if not before and not after:
+            before, after = {'recreate': None}, {'recreate': reason}
         entry.update(action='recreated', reason=reason, before=before, after=after)
         return
     if not current['running']:

@@ -146,6 +146,8 @@ def container_record(info):
         'aliases': dict((net, [a for a in (cfg or {}).get('Aliases') or [] if a != info['Id'][:12]])
                         for net, cfg in networks.items()),
         'mounts': info.get('Mounts') or [],
+        # Set from stop_grace_period when the container was created (by compose_stack or compose); else 10 s.
+        'stop_timeout': 10 if config.get('StopTimeout') is None else config['StopTimeout'],
     }
 
 

@@ -8,17 +8,25 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 ---
 module: compose_stack
-short_description: Run a compose project on a Docker engine without the compose CLI
+short_description: Run a compose project on a Docker engine, with or without the compose CLI
 version_added: 0.1.0
 description:
   - Reads one or more compose files and makes the Docker engine run the services they define, talking to the engine
-    through the Docker SDK for Python. The compose CLI is not needed.
+    through the Docker SDK for Python. The compose CLI is not needed, and is used where it is installed (see below).
   - Containers, networks and volumes are named and labelled the way compose v2 does it (containers
     C(<project>-<service>-1), networks and volumes C(<project>_<name>), the C(com.docker.compose.*) labels), so
     C(docker compose -p <project> ps), C(logs) and C(down) work on the same project.
   - A service's container is recreated only when its effective definition or the image it runs changed; the
-    comparison uses a hash stored in the C(com.docker.compose.config-hash) label. Containers that the compose CLI
-    created carry a different hash and are recreated once.
+    comparison uses the hash stored in the C(com.docker.compose.config-hash) label and the image ID in
+    C(com.docker.compose.image).
+  - Works beside the compose CLI. Where C(docker compose) (v2) is installed on the target, the hash is the one compose
+    itself computes for the same files (C(docker compose config --hash)), so C(docker compose up -d) run in the project
+    directory recreates nothing this module created, and this module takes the containers compose created from the
+    same files as its own. Without compose, the module's own hash is used; installing or removing compose later
+    recreates each container once.
+  - Keeps C(COMPOSE_PROJECT_NAME) and C(COMPOSE_FILE) in the project directory's C(.env) (other lines are left as they
+    are), so that C(docker compose) there works on this project with all its files. C(COMPOSE_FILE) lists the files of
+    every run of the module on the project directory, in the order first seen; files that no longer exist are dropped.
   - All images are pulled before anything is stopped; a failed pull or a definition error leaves the running stack as
     it was.
   - Supports the subset of the compose specification listed under O(files). Any other key is an error that names the
@@ -278,19 +286,26 @@ volumes:
   type: dict
   sample:
     registry_data: created
+env_file:
+  description:
+    - What was done to C(.env) in the project directory (V(created), V(updated), V(unchanged)). Only
+      O(state=present) and O(state=restarted) write it.
+  returned: success
+  type: str
+  sample: unchanged
 '''
 
 import os
+import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.selfhosted.registry.plugins.module_utils._compose_cli import ENV_FILE, compose_hashes, compose_version, plan_env
 from ansible_collections.selfhosted.registry.plugins.module_utils._compose_labels import (
     container_labels,
     container_name,
-    read_definition_label,
     resource_labels,
-    stop_timeout_seconds,
 )
 from ansible_collections.selfhosted.registry.plugins.module_utils._compose_load import (
     HAS_YAML,
@@ -334,6 +349,8 @@ class StackRunner(object):
         self.current = {}
         self._network_plan = None
         self._volume_plan = None
+        self.compose_version = None
+        self.env_file = 'unchanged'
 
     # -- helpers ----------------------------------------------------------
 
@@ -361,7 +378,8 @@ class StackRunner(object):
         changed = (any(a != 'unchanged' for a in self.actions.values())
                    or any(a != 'unchanged' for a in self.networks.values())
                    or any(a != 'unchanged' for a in self.volumes.values())
-                   or bool(self.images_changed))
+                   or bool(self.images_changed)
+                   or self.env_file != 'unchanged')
         result = {
             'changed': changed,
             'project_name': self.project.name,
@@ -370,6 +388,7 @@ class StackRunner(object):
             'pulled': self.pulled,
             'networks': self.networks,
             'volumes': self.volumes,
+            'env_file': self.env_file,
         }
         if self.module._diff:
             result['diff'] = self.diff
@@ -395,13 +414,14 @@ class StackRunner(object):
         self._warn_others(others)
         self.current = dict((s, r['id']) for s, r in observed.items())
 
+        hashes = self._compose_cli()
         image_ids = self._resolve_images(selected)
         forced = self._plan_networks_and_volumes(selected, observed, others)
 
         signal = self.params['signal']
         signal_targets = self.params['services'] or list(project.services)
         plan = plan_services(project, selected, state, observed, image_ids, signal=signal,
-                             signal_targets=signal_targets, forced_recreate=forced)
+                             signal_targets=signal_targets, forced_recreate=forced, compose_hashes=hashes)
         self._check_name_conflicts(plan, observed)
         for service, entry in plan.items():
             self.actions[service] = entry['action']
@@ -415,7 +435,36 @@ class StackRunner(object):
                 for service in start_order(project.services, selected):
                     self.engine.wait_ready(self.current[service], service, self.params['wait_timeout'],
                                            why='wait=true')
+        self._write_env_file()
         self._refresh_containers(selected)
+
+    def _compose_cli(self):
+        """compose's own config hashes (and version) where compose v2 is installed, else None (_compose_cli)."""
+        docker = self.module.get_bin_path('docker')
+        self.compose_version = compose_version(self.module.run_command, docker)
+        if self.compose_version is None:
+            return None
+        return compose_hashes(self.module.run_command, docker, self.project)
+
+    def _write_env_file(self):
+        """The project's .env names the project and all its files, for a bare `docker compose` in the directory."""
+        path = os.path.join(self.project.working_dir, ENV_FILE)
+        before = None
+        if os.path.exists(path):
+            with open(path) as handle:
+                before = handle.read()
+        before, after = plan_env(self.project, before)
+        if before == after:
+            return
+        self.env_file = 'created' if before is None else 'updated'
+        self._diff_add('files', ENV_FILE, before or '', after)
+        if self.check_mode:
+            return
+        fd, temporary = tempfile.mkstemp(dir=self.project.working_dir, prefix='.env.')
+        with os.fdopen(fd, 'w') as handle:
+            handle.write(after)
+        os.chmod(temporary, 0o644)
+        self.module.atomic_move(temporary, path)
 
     def _warn_others(self, others):
         # Containers of services defined in other files of the same project are normal (one file per role);
@@ -496,16 +545,16 @@ class StackRunner(object):
                 self.engine.remove_network(name)
             if action in ('created', 'recreated'):
                 self.engine.create_network(name, project.networks[key]['driver'], project.networks[key]['internal'],
-                                           resource_labels(project, 'network', key))
+                                           resource_labels(project, 'network', key, self.compose_version))
             for record in reattach:
                 self.engine.connect(record['id'], record['name'], name, record['aliases'].get(name) or [])
         for name, action in sorted(self._volume_plan['actions'].items()):
             if action == 'created':
                 key = self._volume_plan['keys'][name]
-                self.engine.create_volume(name, project.volumes[key]['driver'], resource_labels(project, 'volume', key))
+                self.engine.create_volume(name, project.volumes[key]['driver'], resource_labels(project, 'volume', key, self.compose_version))
 
     def _stop_timeout(self, record):
-        return stop_timeout_seconds(read_definition_label(record['labels']))
+        return record['stop_timeout']
 
     def _wait_dependencies(self, service):
         for dep, config in sorted(self.project.services[service]['depends_on'].items()):
@@ -533,7 +582,8 @@ class StackRunner(object):
         if action == 'restarted':
             self.engine.restart(record['id'], name, self._stop_timeout(record))
             return
-        labels = container_labels(self.project, service, entry['spec'], entry['image_id'])
+        labels = container_labels(self.project, service, entry['spec'], entry['image_id'], entry['hash'],
+                                  self.compose_version)
         if action == 'created' or self.current.get(service) is None:
             container_id = self.engine.create_container(name, entry['spec'], labels)
             self.current[service] = container_id

@@ -736,7 +736,7 @@ def test_hash_changes_with_image_id_and_project_name_but_not_depends_on():
 def test_container_labels_are_compose_labels():
     proj = base_project()
     spec = compose_labels.resolve_service(proj, 'web')
-    labels = compose_labels.container_labels(proj, 'web', spec, IMAGE_ID)
+    labels = compose_labels.container_labels(proj, 'web', spec, IMAGE_ID, 'hash-of-web', '2.26.1-4')
     assert labels['team'] == 'ops'
     assert labels[compose_labels.LABEL_PROJECT] == 'stack'
     assert labels[compose_labels.LABEL_SERVICE] == 'web'
@@ -746,24 +746,24 @@ def test_container_labels_are_compose_labels():
     assert labels[compose_labels.LABEL_CONFIG_FILES] == WORKDIR + '/compose.yaml'
     assert labels[compose_labels.LABEL_IMAGE] == IMAGE_ID
     assert labels[compose_labels.LABEL_DEPENDS_ON] == 'db:service_started:false'
-    assert labels[compose_labels.LABEL_CONFIG_HASH] == compose_labels.config_hash(spec, IMAGE_ID)
-    assert labels[compose_labels.LABEL_VERSION]
+    assert labels[compose_labels.LABEL_CONFIG_HASH] == 'hash-of-web'
+    assert labels[compose_labels.LABEL_VERSION] == '2.26.1-4'
     assert compose_labels.read_definition_label(labels) == spec
+
+
+def test_container_labels_without_compose_have_no_version():
+    proj = base_project()
+    spec = compose_labels.resolve_service(proj, 'web')
+    labels = compose_labels.container_labels(proj, 'web', spec, IMAGE_ID, 'hash-of-web')
+    assert compose_labels.LABEL_VERSION not in labels
 
 
 def test_resource_labels():
     proj = base_project()
     assert compose_labels.resource_labels(proj, 'network', 'front') == {
-        compose_labels.LABEL_PROJECT: 'stack', compose_labels.LABEL_NETWORK: 'front', compose_labels.LABEL_VERSION: compose_labels.COMPOSE_COMPAT_VERSION}
-    assert compose_labels.resource_labels(proj, 'volume', 'data')[compose_labels.LABEL_VOLUME] == 'data'
-
-
-@pytest.mark.parametrize('spec, expected', [
-    (None, 10), ({'stop_grace_period': None}, 10), ({'stop_grace_period': '1m30s'}, 90),
-    ({'stop_grace_period': '500ms'}, 0),
-])
-def test_stop_timeout_seconds(spec, expected):
-    assert compose_labels.stop_timeout_seconds(spec) == expected
+        compose_labels.LABEL_PROJECT: 'stack', compose_labels.LABEL_NETWORK: 'front'}
+    assert compose_labels.resource_labels(proj, 'volume', 'data', '2.26.1')[compose_labels.LABEL_VOLUME] == 'data'
+    assert compose_labels.resource_labels(proj, 'volume', 'data', '2.26.1')[compose_labels.LABEL_VERSION] == '2.26.1'
 
 
 @pytest.mark.parametrize('labels', [None, {}, {compose_labels.LABEL_DEFINITION: 'not json'}, {compose_labels.LABEL_DEFINITION: '[1]'}])
@@ -825,12 +825,13 @@ def test_service_diff_shows_only_changed_fields():
 # planning
 
 
-def observed_for(proj, service_name, image_id=IMAGE_ID, running=True, spec=None):
+def observed_for(proj, service_name, image_id=IMAGE_ID, running=True, spec=None, spec_hash=None):
     spec = spec or compose_labels.resolve_service(proj, service_name)
+    spec_hash = spec_hash or compose_labels.config_hash(spec, image_id)
     return {
         'id': service_name + '-id', 'name': compose_labels.container_name(proj.name, service_name),
         'running': running, 'status': 'running' if running else 'exited',
-        'labels': compose_labels.container_labels(proj, service_name, spec, image_id), 'image_id': image_id,
+        'labels': compose_labels.container_labels(proj, service_name, spec, image_id, spec_hash), 'image_id': image_id,
     }
 
 
@@ -884,6 +885,62 @@ def test_plan_recreates_containers_of_other_tools_once():
     plan = compose_plan.plan_services(proj, {'db'}, 'present', {'db': foreign}, images(proj))
     assert plan['db']['action'] == 'recreated'
     assert 'not created by compose_stack' in plan['db']['before']['definition']
+
+
+# Where the compose CLI is installed, its hashes are compared (_compose_cli.compose_hashes).
+COMPOSE_HASHES = {'db': 'compose-hash-of-db', 'web': 'compose-hash-of-web'}
+
+
+def made_by_compose(proj, service_name, spec_hash, image_id=IMAGE_ID):
+    record = observed_for(proj, service_name, image_id=image_id)
+    record['labels'] = {compose_labels.LABEL_CONFIG_HASH: spec_hash, compose_labels.LABEL_IMAGE: image_id}
+    return record
+
+
+def test_plan_takes_containers_compose_made_from_the_same_files():
+    proj = base_project()
+    observed = dict((s, made_by_compose(proj, s, COMPOSE_HASHES[s])) for s in proj.services)
+    plan = compose_plan.plan_services(proj, set(proj.services), 'present', observed, images(proj),
+                                      compose_hashes=COMPOSE_HASHES)
+    assert dict((s, e['action']) for s, e in plan.items()) == {'db': 'unchanged', 'web': 'unchanged'}
+    assert plan['web']['hash'] == 'compose-hash-of-web'
+
+
+def test_plan_recreates_a_compose_container_for_a_new_image_with_an_image_diff():
+    proj = base_project()
+    observed = {'db': made_by_compose(proj, 'db', COMPOSE_HASHES['db'])}
+    plan = compose_plan.plan_services(proj, {'db'}, 'present', observed, images(proj, OTHER_IMAGE_ID),
+                                      compose_hashes=COMPOSE_HASHES)
+    assert (plan['db']['action'], plan['db']['reason']) == ('recreated', 'image changed')
+    assert (plan['db']['before'], plan['db']['after']) == ({'image_id': IMAGE_ID}, {'image_id': OTHER_IMAGE_ID})
+
+
+def test_plan_recreates_a_compose_container_of_other_files():
+    proj = base_project()
+    observed = {'db': made_by_compose(proj, 'db', 'compose-hash-of-other-files')}
+    plan = compose_plan.plan_services(proj, {'db'}, 'present', observed, images(proj), compose_hashes=COMPOSE_HASHES)
+    assert (plan['db']['action'], plan['db']['reason']) == ('recreated', 'container was not created by compose_stack')
+
+
+def test_plan_compares_compose_hashes_of_its_own_containers():
+    proj = base_project()
+    observed = {'db': observed_for(proj, 'db', spec_hash=COMPOSE_HASHES['db'])}
+    plan = compose_plan.plan_services(proj, {'db'}, 'present', observed, images(proj), compose_hashes=COMPOSE_HASHES)
+    assert plan['db']['action'] == 'unchanged'
+    changed = project(BASE.replace('image: db:1', 'image: db:2'))
+    plan = compose_plan.plan_services(changed, {'db'}, 'present', observed, images(changed),
+                                      compose_hashes={'db': 'compose-hash-of-db-2', 'web': 'x'})
+    assert (plan['db']['action'], plan['db']['reason']) == ('recreated', 'definition changed')
+    assert (plan['db']['before'], plan['db']['after']) == ({'image': 'db:1'}, {'image': 'db:2'})
+
+
+def test_plan_recreates_once_when_the_hash_source_changes():
+    proj = base_project()
+    observed = {'db': observed_for(proj, 'db')}
+    plan = compose_plan.plan_services(proj, {'db'}, 'present', observed, images(proj), compose_hashes=COMPOSE_HASHES)
+    assert plan['db']['action'] == 'recreated'
+    assert 'another source' in plan['db']['reason']
+    assert plan['db']['after'] == {'recreate': plan['db']['reason']}
 
 
 def test_plan_missing_image_in_check_mode():
