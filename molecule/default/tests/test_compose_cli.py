@@ -1,8 +1,9 @@
 """The operator's `docker compose` beside the site playbook, on Debian 13 (compose v2).
 
 side_effect_compose_cli.yml, right after converge, checked that `docker compose
-up -d` left the playbook's containers alone, then let compose recreate them;
-the idempotence step ran the site playbook again, which had to change nothing.
+up -d` left the playbook's containers alone, then let compose recreate the
+registry's; the idempotence step ran the site playbook again, which had to
+change nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from conftest import run_ok
 testinfra_hosts = ["ansible://debian13"]
 
 PROJECT_DIR = "/opt/registry"
-# Written by side_effect_compose_cli.yml: service=container ID of what compose made.
+# Written by side_effect_compose_cli.yml: service=container ID after compose recreated the registry's.
 COMPOSE_MADE = "/var/tmp/selfhosted-test-compose-made"
 
 
@@ -20,10 +21,12 @@ def containers(host) -> list[str]:
     return sorted(run_ok(host, "cd %s && docker compose ps --all --format '{{.Service}}={{.ID}}'", PROJECT_DIR).split())
 
 
-def test_the_playbook_kept_the_containers_compose_made(host):
+def test_the_playbook_kept_the_container_compose_made(host):
     made = sorted(host.file(COMPOSE_MADE).content_string.split())
     assert [entry.split("=")[0] for entry in made] == ["proxy", "registry"]
-    assert containers(host) == made, "the site playbook recreated containers that compose made from the same files"
+    assert containers(host) == made, "the site playbook recreated a container that compose made from the same files"
+    labels = host.docker("registry-registry-1").inspect()["Config"]["Labels"]
+    assert "io.selfhosted.registry.compose-stack.definition" not in labels, "the registry's container is not compose's"
 
 
 def test_compose_recreates_nothing_after_the_playbook(host):
