@@ -1,16 +1,18 @@
 # Copyright: selfhosted.registry maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The translation of a resolved service into Docker API options, without an engine."""
+"""The translation of a resolved service into Docker API options, and of `docker inspect` into a record, without an engine."""
 
 from __future__ import annotations
 
 import textwrap
 
+import pytest
+
 from ansible_collections.selfhosted.registry.plugins.module_utils import _compose_labels as compose_labels
 from ansible_collections.selfhosted.registry.plugins.module_utils import _compose_load as compose_load
 from ansible_collections.selfhosted.registry.plugins.module_utils import _compose_spec as compose_spec
-from ansible_collections.selfhosted.registry.plugins.module_utils._docker_engine import container_options
+from ansible_collections.selfhosted.registry.plugins.module_utils._docker_engine import container_options, container_record
 
 COMPOSE = '''
 services:
@@ -84,3 +86,13 @@ def test_defaults_leave_the_engine_its_own():
     assert options['host_config']['restart_policy'] == {'Name': 'no', 'MaximumRetryCount': 0}
     assert options['create']['healthcheck'] is None and options['create']['stop_timeout'] is None
     assert options['networks'] == [('s_default', ['s-web-1', 'web'])]
+
+
+# The stop timeout a container was created with (stop_grace_period, set by
+# compose_stack or by compose) is the one it is stopped with; else Docker's 10 s.
+@pytest.mark.parametrize('config, expected', [
+    ({'StopTimeout': 70}, 70), ({'StopTimeout': 0}, 0), ({}, 10),
+])
+def test_container_record_stop_timeout(config, expected):
+    info = {'Id': 'f' * 64, 'Name': '/stack-web-1', 'Config': dict(config, Labels={}), 'State': {'Running': True}}
+    assert container_record(info)['stop_timeout'] == expected
