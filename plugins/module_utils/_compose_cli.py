@@ -70,16 +70,18 @@ def compose_hashes(run_command, docker, project):
     return hashes
 
 
+def _assignment(line):
+    """(key, value) of a KEY=value line of a .env file, or None for a comment or any other line."""
+    line = line.strip()
+    if not line or line.startswith('#') or '=' not in line:
+        return None
+    key, value = line.split('=', 1)
+    return key.strip(), value.strip()
+
+
 def parse_env(text):
     """KEY=value lines of a .env file as a dict (comments and other lines are left out)."""
-    values = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith('#') or '=' not in line:
-            continue
-        key, value = line.split('=', 1)
-        values[key.strip()] = value.strip()
-    return values
+    return dict(pair for pair in map(_assignment, text.splitlines()) if pair)
 
 
 def env_files(project, current, exists=os.path.isfile):
@@ -106,19 +108,19 @@ def render_env(text, values):
     lines = text.splitlines()
     pending = dict(values)
     for index, line in enumerate(lines):
-        key = line.split('=', 1)[0].strip()
-        if '=' in line and not line.lstrip().startswith('#') and key in pending:
-            lines[index] = '%s=%s' % (key, pending.pop(key))
+        pair = _assignment(line)
+        if pair and pair[0] in pending:
+            lines[index] = '%s=%s' % (pair[0], pending.pop(pair[0]))
     for key in sorted(pending):
         lines.append('%s=%s' % (key, pending[key]))
     return '\n'.join(lines) + '\n'
 
 
-def plan_env(project, text):
-    """(before, after) texts of the project's .env; ``text`` is None when there is none."""
+def env_text(project, text):
+    """The project's .env as it should be, from its text now (None when there is none)."""
     current = parse_env(text or '')
     values = {
         ENV_PROJECT_NAME: project.name,
         ENV_FILES: FILE_SEPARATOR.join(env_files(project, current.get(ENV_FILES))),
     }
-    return text, render_env(text or '', values)
+    return render_env(text or '', values)

@@ -301,7 +301,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.selfhosted.registry.plugins.module_utils._compose_cli import ENV_FILE, compose_hashes, compose_version, plan_env
+from ansible_collections.selfhosted.registry.plugins.module_utils._compose_cli import ENV_FILE, compose_hashes, compose_version, env_text
 from ansible_collections.selfhosted.registry.plugins.module_utils._compose_labels import (
     container_labels,
     container_name,
@@ -453,7 +453,7 @@ class StackRunner(object):
         if os.path.exists(path):
             with open(path) as handle:
                 before = handle.read()
-        before, after = plan_env(self.project, before)
+        after = env_text(self.project, before)
         if before == after:
             return
         self.env_file = 'created' if before is None else 'updated'

@@ -102,9 +102,8 @@ def test_render_env_replaces_in_place_and_keeps_other_lines():
     assert rendered == '# mine\nTZ=UTC\nCOMPOSE_FILE=compose.yaml:compose.proxy.yaml\nCOMPOSE_PROJECT_NAME=stack\n'
 
 
-def test_plan_env_creates_then_keeps_the_file():
+def test_env_text_creates_then_keeps_the_file():
     proj = stack()
-    before, after = compose_cli.plan_env(proj, None)
-    assert before is None
-    assert after == 'COMPOSE_FILE=compose.yaml\nCOMPOSE_PROJECT_NAME=stack\n'
-    assert compose_cli.plan_env(proj, after) == (after, after)
+    text = compose_cli.env_text(proj, None)
+    assert text == 'COMPOSE_FILE=compose.yaml\nCOMPOSE_PROJECT_NAME=stack\n'
+    assert compose_cli.env_text(proj, text) == text
