@@ -65,6 +65,16 @@ CASES = [
     Case("acme-terms-not-agreed", "certificates_acme_agree_tos", {"certificates_acme_agree_tos": False}),
     Case("tls-mode-unknown", "certificates_mode", {"certificates_mode": "acme"}),
     Case("acme-directory-plain-http", "certificates_acme_directory_url", {"certificates_acme_directory_url": "http://pebble:14000/dir"}),
+    Case(
+        "provided-certificate-missing",
+        "certificates_provided_certificate_file",
+        {
+            "certificates_mode": "provided",
+            "certificates_provided_certificate_file": "/nonexistent/fullchain.pem",
+            "certificates_provided_private_key_file": "/nonexistent/privkey.pem",
+        },
+        says="/nonexistent/fullchain.pem",
+    ),
     # Users.
     Case("user-name-with-colon", "registry_users", users({**OTHER, "name": "bob:builder"})),
     # 37 characters, 73 bytes in UTF-8: the limit is bcrypt's, in bytes.
