@@ -14,6 +14,8 @@ import copy
 import hashlib
 import json
 
+from ansible_collections.selfhosted.registry.plugins.module_utils._compose_confinement import CONFINEMENT_KEYS
+
 # Labels compose v2 writes and reads (github.com/docker/compose pkg/api/labels.go).
 LABEL_PROJECT = 'com.docker.compose.project'
 LABEL_SERVICE = 'com.docker.compose.service'
@@ -78,6 +80,8 @@ def resolve_service(project, service_name):
         'stop_signal': service['stop_signal'],
         'stop_grace_period': service['stop_grace_period'],
     }
+    # Only the confinement keys the service sets (_compose_confinement).
+    spec.update((key, copy.deepcopy(service[key])) for key in CONFINEMENT_KEYS if key in service)
     return spec
 
 

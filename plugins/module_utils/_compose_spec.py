@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 
+from ansible_collections.selfhosted.registry.plugins.module_utils._compose_confinement import CONFINEMENT_KEYS, parse_confinement
 from ansible_collections.selfhosted.registry.plugins.module_utils._compose_labels import LABEL_DEFINITION
 from ansible_collections.selfhosted.registry.plugins.module_utils._compose_load import (
     ComposeError,
@@ -30,7 +31,7 @@ SERVICE_KEYS = frozenset((
     'image', 'command', 'entrypoint', 'environment', 'volumes', 'ports',
     'networks', 'restart', 'healthcheck', 'depends_on', 'labels', 'user',
     'read_only', 'tmpfs', 'stop_signal', 'stop_grace_period', 'deploy',
-))
+) + CONFINEMENT_KEYS)
 TOP_LEVEL_KEYS = frozenset(('services', 'networks', 'volumes', 'name', 'version'))
 NETWORK_KEYS = frozenset(('internal', 'driver', 'name', 'external'))
 VOLUME_KEYS = frozenset(('name', 'external', 'driver'))
@@ -353,6 +354,7 @@ def _parse_service(name, value, filename, working_dir, networks, volumes):
     if value.get('stop_grace_period') is not None:
         service['stop_grace_period'] = format_duration(
             parse_duration(value['stop_grace_period'], '%s: %s: stop_grace_period' % (filename, where)))
+    service.update(parse_confinement(value, where, filename))
     return service
 
 

@@ -39,6 +39,7 @@ else:
     HAS_DOCKER_SDK = True
     DOCKER_SDK_IMPORT_ERROR = None
 
+from ansible_collections.selfhosted.registry.plugins.module_utils._compose_confinement import host_config_options
 from ansible_collections.selfhosted.registry.plugins.module_utils._compose_labels import (
     LABEL_CONTAINER_NUMBER,
     LABEL_PROJECT,
@@ -104,6 +105,7 @@ def container_options(spec, extra_binds=None):
             'read_only': spec['read_only'] or None,
             'tmpfs': tmpfs or None,
             'network_mode': networks[0],
+            **host_config_options(spec),
         },
         'networks': [(network, spec['networks'][network]['aliases']) for network in networks],
     }

@@ -80,7 +80,10 @@ options:
         with host IP), C(networks) (list, or map with C(aliases)), C(restart), C(healthcheck) (C(test), C(interval),
         C(timeout), C(retries), C(start_period), C(disable)), C(depends_on) (list, or map with C(condition)
         V(service_started) or V(service_healthy)), C(labels), C(user), C(read_only), C(tmpfs), C(stop_signal),
-        C(stop_grace_period), C(deploy.update_config) (C(order), C(monitor); see the notes)."
+        C(stop_grace_period), C(deploy.update_config) (C(order), C(monitor); see the notes), and the keys that
+        confine a container: C(cap_add) and C(cap_drop) (capability names, with or without C(CAP_), or C(ALL)),
+        C(security_opt), C(pids_limit), C(mem_limit) (bytes or a byte value such as C(512m)) and C(ulimits)
+        (a number, or C(soft) and C(hard)). A change of any of them recreates only that service's container."
       - "Supported top-level keys: C(services), C(networks) (C(name), C(driver), C(internal), C(external)),
         C(volumes) (C(name), C(driver), C(external)), C(name)."
       - Anonymous volumes and C(~) in paths are not supported. Missing bind-mount sources are created as directories

@@ -420,6 +420,59 @@ def test_start_first_is_refused_for_a_service_with_ports(stack):
     assert not stack.containers()
 
 
+CONFINED = '''
+services:
+  plain:
+    image: %(image)s
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+    stop_grace_period: 1s
+  confined:
+    image: %(image)s
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+    stop_grace_period: 1s
+%(confinement)s
+'''
+CONFINEMENT = '''    user: "65534:65534"
+    read_only: true
+    cap_drop: [ALL]
+    cap_add: [NET_BIND_SERVICE]
+    security_opt: ["no-new-privileges:true"]
+    pids_limit: 64
+    mem_limit: 32m
+    ulimits:
+      nofile: {soft: 512, hard: 1024}
+'''
+
+
+def test_confinement_keys_reach_the_engine_and_a_change_recreates_only_their_service(stack):
+    stack.write(CONFINED % {'image': IMAGE, 'confinement': ''})
+    assert actions(stack.run()) == {'plain': 'created', 'confined': 'created'}
+    before = stack.ids()
+    stack.write(CONFINED % {'image': IMAGE, 'confinement': CONFINEMENT})
+    predicted = stack.run(check=True)
+    assert actions(predicted) == {'plain': 'unchanged', 'confined': 'recreated'}
+    assert predicted['diff']['after']['services']['confined']['cap_drop'] == ['ALL']
+    assert predicted['diff']['after']['services']['confined']['mem_limit'] == 32 << 20
+    assert 'plain' not in predicted['diff']['after']['services']
+    assert stack.ids() == before
+    changed = stack.run()
+    assert actions(changed) == {'plain': 'unchanged', 'confined': 'recreated'}
+    assert changed['diff'] == predicted['diff']
+    after = stack.ids()
+    assert after['plain'] == before['plain'] and after['confined'] != before['confined']
+    host_config = stack.containers()['confined']['HostConfig']
+    assert host_config['ReadonlyRootfs'] is True
+    assert host_config['CapDrop'] == ['ALL']
+    assert host_config['CapAdd'] in (['NET_BIND_SERVICE'], ['CAP_NET_BIND_SERVICE'])
+    assert host_config['SecurityOpt'] == ['no-new-privileges:true']
+    assert (host_config['PidsLimit'], host_config['Memory']) == (64, 32 << 20)
+    assert host_config['Ulimits'] == [{'Name': 'nofile', 'Soft': 512, 'Hard': 1024}]
+    # What the process really gets: at most NET_BIND_SERVICE (bit 10), its soft limit of open files.
+    status = stack.exec_('confined', 'sh', '-c', 'grep -E "^(Uid|CapBnd)" /proc/1/status; ulimit -n').stdout.split()
+    assert status == ['Uid:', '65534', '65534', '65534', '65534', 'CapBnd:', '0000000000000400', '512']
+    assert actions(stack.run()) == {'plain': 'unchanged', 'confined': 'unchanged'}
+
+
 def test_subset_of_services_and_scope_of_absent(stack):
     port = free_port()
     stack.write(two_services(port))

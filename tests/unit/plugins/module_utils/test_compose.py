@@ -429,7 +429,7 @@ def test_top_level_networks_and_volumes():
     ('privileged: true', 'privileged'),
     ('env_file: .env', 'env_file'),
     ('deploy: {replicas: 2}', 'replicas'),
-    ('cap_add: [NET_ADMIN]', 'cap_add'),
+    ('devices: [/dev/fuse]', 'devices'),
     ('network_mode: host', 'network_mode'),
 ])
 def test_unsupported_service_keys(body, key):

@@ -78,12 +78,43 @@ def test_container_options():
                                    ('stack_front', ['stack-web-1', 'web'])]
 
 
+CONFINED = '''
+services:
+  web:
+    image: web:1
+    cap_drop: [ALL]
+    cap_add: [cap_setuid, SETGID, SETUID]
+    security_opt: ["no-new-privileges:true"]
+    pids_limit: 256
+    mem_limit: 512m
+    ulimits:
+      nproc: 512
+      nofile: {soft: 1024, hard: 4096}
+'''
+
+
+def test_confinement_keys_become_host_config_options():
+    files = [('/srv/s/compose.yaml', compose_load.load_yaml(textwrap.dedent(CONFINED), 'compose.yaml'))]
+    confined = compose_labels.resolve_service(compose_spec.build_project(files, '/srv/s', 's'), 'web')
+    host_config = container_options(confined)['host_config']
+    assert {key: host_config[key] for key in ('cap_add', 'cap_drop', 'security_opt', 'pids_limit', 'mem_limit')} == {
+        'cap_add': ['SETGID', 'SETUID'],
+        'cap_drop': ['ALL'],
+        'security_opt': ['no-new-privileges:true'],
+        'pids_limit': 256,
+        'mem_limit': 512 << 20,
+    }
+    assert host_config['ulimits'] == [{'Name': 'nofile', 'Soft': 1024, 'Hard': 4096},
+                                      {'Name': 'nproc', 'Soft': 512, 'Hard': 512}]
+
+
 def test_defaults_leave_the_engine_its_own():
     files = [('/srv/s/compose.yaml', compose_load.load_yaml('services:\n  web:\n    image: web:1\n', 'compose.yaml'))]
     plain = compose_spec.build_project(files, '/srv/s', 's')
     options = container_options(compose_labels.resolve_service(plain, 'web'))
     assert options['host_config']['binds'] is None and options['host_config']['read_only'] is None
     assert options['host_config']['restart_policy'] == {'Name': 'no', 'MaximumRetryCount': 0}
+    assert not {'cap_add', 'cap_drop', 'security_opt', 'pids_limit', 'mem_limit', 'ulimits'} & set(options['host_config'])
     assert options['create']['healthcheck'] is None and options['create']['stop_timeout'] is None
     assert options['networks'] == [('s_default', ['s-web-1', 'web'])]
 
