@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.selfhosted.registry.plugins.module_utils._compose_spec import PROJECT_NAME_RE, SERVICE_NAME_RE
+from ansible_collections.selfhosted.registry.plugins.module_utils._compose_spec import PROJECT_NAME_RE, SERVICE_KEYS, SERVICE_NAME_RE
 
 # A public DNS name in lowercase: labels of letters, digits and '-', at least
 # two labels, the last one starting with a letter (so never an IP address).
@@ -38,6 +38,10 @@ def compose_service_name(value):
     return _matches(SERVICE_NAME_RE, value)
 
 
+def compose_service_key(value):
+    return isinstance(value, str) and value in SERVICE_KEYS
+
+
 class TestModule:
     def tests(self):
         return {
@@ -45,4 +49,5 @@ class TestModule:
             'host_path': host_path,
             'compose_project_name': compose_project_name,
             'compose_service_name': compose_service_name,
+            'compose_service_key': compose_service_key,
         }

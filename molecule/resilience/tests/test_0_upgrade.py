@@ -10,6 +10,11 @@ Afterwards every digest pushed before pulls again (every platform of the
 index, every byte of the large layer), the configuration is where 3.x reads
 it and nowhere else, and authentication is still on.
 
+What the store holds is first given to root, as versions of the collection
+that ran the registry as root left it: the upgrade run gives it to the registry's user in
+place (the pull loop keeps reading meanwhile), and everything in it belongs
+to that user afterwards.
+
 The later test files run on the upgraded host: registry 3.1.1 from here on.
 """
 
@@ -39,6 +44,8 @@ CONTAINER = "registry-registry-1"
 # Above the 1000 MiB limit of the tutorial's nginx would cost a minute more
 # per pull; what matters here is a layer stored as many chunks by 2.8.
 LARGE_LAYER_BYTES = 600 << 20
+DATA_DIR = "/opt/registry/data"
+REGISTRY_IDS = (10500, 10500)  # the registry role's registry_uid, registry_gid
 
 
 def registry_version() -> str:
@@ -59,6 +66,10 @@ def test_upgrade_from_2_8_to_3_loses_nothing_and_fails_no_pull(client, images):
     save_state(state)
     stored = load_state()["images"] + [large]
 
+    # What is in the store as a root-run registry wrote it (files 0644, directories 0755, still readable by
+    # the registry that runs now; its top directory, which an earlier role made root's, keeps its owner here:
+    # made root's, it would shut out the running registry, which a real old host runs as root).
+    REGISTRY_HOST.out(f"chown -R 0:0 {DATA_DIR}/docker")
     window, run = measure(client, images[0], "upgrade 2.8.3 -> 3.1.1", lambda: run_site({"registry_image": NEW_IMAGE}, label="upgrade"))
     assert run.rc == 0, run.tail()
     apply_overrides({"registry_image": NEW_IMAGE})
@@ -69,6 +80,9 @@ def test_upgrade_from_2_8_to_3_loses_nothing_and_fails_no_pull(client, images):
     assert after["registry"].split()[1] == NEW_IMAGE
     assert after["proxy"] == before["proxy"], "the proxy container was recreated or restarted"
     assert "3.1.1" in registry_version()
+    foreign = REGISTRY_HOST.out(f"find {DATA_DIR} ! -uid {REGISTRY_IDS[0]} -o ! -gid {REGISTRY_IDS[1]}")
+    assert not foreign, f"not given to the registry's user: {foreign[:2000]}"
+    assert REGISTRY_HOST.out(f"docker inspect --format '{{{{.Config.User}}}}' {CONTAINER}").strip() == "%d:%d" % REGISTRY_IDS
 
     # Every digest stored by 2.8 pulls from 3.1.1, every link of the API resolves.
     failed = {ref: error for ref, error in pull_all(client, stored).items() if error}

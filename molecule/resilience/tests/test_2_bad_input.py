@@ -98,6 +98,11 @@ CASES = [
     Case("storage-driver-unknown", "registry_storage_driver", {"registry_storage_driver": "azure"}),
     Case("storage-root-relative", "registry_storage_root", {"registry_storage_root": "data/registry"}),
     Case("storage-root-unwritable", "registry_storage_root", {"registry_storage_root": "/proc/registry-data"}),
+    # Everything in it would be given to the registry's user.
+    Case("storage-root-shared", "registry_storage_root", {"registry_storage_root": "/var/lib"}, says="/var/lib/"),
+    # The registry's user and limits.
+    Case("registry-uid-of-another-user", "registry_uid", {"registry_uid": 1}, says="belongs to daemon"),
+    Case("memory-limit-not-a-byte-value", "registry_memory_limit", {"registry_memory_limit": "lots"}),
     # Images and mirrors.
     Case("registry-image-latest", "registry_image", {"registry_image": "registry:latest"}),
     Case("registry-major-version-unknown", "registry_major_version", {"registry_major_version": "4"}),

@@ -38,6 +38,10 @@ TESTS = TestModule().tests()
     ('compose_service_name', 'Proxy.1', True),
     ('compose_service_name', '.proxy', False),
     ('compose_service_name', 1, False),
+    ('compose_service_key', 'read_only', True),
+    ('compose_service_key', 'cap_add', True),
+    ('compose_service_key', 'privileged', False),
+    ('compose_service_key', 1, False),
 ])
 def test_rule(test, value, expected):
     assert TESTS[test](value) is expected
