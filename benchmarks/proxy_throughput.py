@@ -26,6 +26,9 @@
      proxy:VARIANT  / plain:VARIANT: the same with the deployed nginx.conf
                     changed as VARIANT says (--list-variants), to measure what
                     each setting buys
+   With --compare-limits every case also runs as CASE+unlimited: the memory
+   and pids limits of both containers lifted (`docker update`) for it and
+   put back after, to see what the roles' default limits cost.
 4. Prints Markdown tables (medians, proxy/direct ratios) and the command
    that reproduces them; removes the host and everything else it made, also
    when interrupted (unless --keep).
@@ -235,7 +238,37 @@ def host_address(name):
     return docker('inspect', '--format', '{{(index .NetworkSettings.Networks "%s").IPAddress}}' % NETWORK, name).strip()
 
 
-def converge(workdir, port, key, password, timeout):
+# docker update's options for the limits the benchmark can lift and put back.
+LIMITS = ('Memory', 'MemorySwap', 'PidsLimit')
+CONTAINERS = ('registry-registry-1', 'registry-proxy-1')
+
+
+def read_limits(host):
+    """container -> {Memory, MemorySwap, PidsLimit} as deployed."""
+    limits = {}
+    for container in CONTAINERS:
+        template = ' '.join('{{.HostConfig.%s}}' % key for key in LIMITS)
+        values = in_host(host, "docker inspect --format '%s' %s" % (template, container)).split()
+        limits[container] = dict(zip(LIMITS, (int(v) for v in values)))
+    return limits
+
+
+def set_limits(host, limits, lifted):
+    """The deployed limits, or none worth the name (16 GiB, no pids limit) when `lifted`.
+
+    The memory-and-swap limit is raised with the memory limit: cgroup v1 refuses a memory limit above it,
+    and `--memory-swap -1` does not lift it first.
+    """
+    for container, deployed in limits.items():
+        if lifted:
+            options = ['--memory', str(16 << 30), '--memory-swap', str(32 << 30), '--pids-limit', '-1']
+        else:
+            options = ['--memory', str(deployed['Memory']), '--memory-swap', str(deployed['MemorySwap'] or -1),
+                       '--pids-limit', str(deployed['PidsLimit'] or -1)]
+        in_host(host, 'docker update %s %s >/dev/null' % (' '.join(options), container))
+
+
+def converge(workdir, port, key, password, timeout, registry_image, proxy_image):
     """Run playbooks/site.yml once; (wall seconds, changed count)."""
     collections = os.path.join(workdir, 'collections')
     if not os.path.isdir(collections):
@@ -248,7 +281,7 @@ def converge(workdir, port, key, password, timeout):
                                 'ansible_ssh_private_key_file': key,
                                 'ansible_ssh_common_args': '-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'}},
             'vars': {'registry_domain': DOMAIN, 'registry_users': [{'name': USER, 'password': password}],
-                     'certificates_mode': 'selfsigned', 'registry_image': REGISTRY_IMAGE, 'proxy_image': PROXY_IMAGE,
+                     'certificates_mode': 'selfsigned', 'registry_image': registry_image, 'proxy_image': proxy_image,
                      # the platform's mirror and nested-Docker setting (docs/contracts.md)
                      'docker_registry_mirrors': ['http://mirror:5000'],
                      'docker_service_environment': {'DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE': '1'}}}}, handle)
@@ -302,6 +335,16 @@ def ratios(summary, case, op, reference='direct'):
     return of_medians, statistics.median(pairs) if pairs else float('nan')
 
 
+UNLIMITED = '+unlimited'
+
+
+def base_case(case):
+    """What a case is compared with: CASE for CASE+unlimited, PATH for PATH:VARIANT, else itself."""
+    if case.endswith(UNLIMITED):
+        return case[:-len(UNLIMITED)]
+    return case.split(':')[0]
+
+
 def report(data, args):
     size = data['layer_bytes']
     summary = summarise(data['results'], size)
@@ -311,8 +354,11 @@ def report(data, args):
                'round in rotated order; load average %.1f at the start, %.1f at the end (2 cores).'
                % (size, size / 2 ** 30, data['rounds_done'], args.rounds, data['load_start'], data['load_end']))
     out.append('Host: %s; %s; registry %s, nginx %s (%s); client %s in the host.\n'
-               % (data['host_image'], data['docker_version'], REGISTRY_IMAGE, PROXY_IMAGE, data['nginx_version'],
-                  data['skopeo_version']))
+               % (data['host_image'], data['docker_version'], args.registry_image, args.proxy_image,
+                  data['nginx_version'], data['skopeo_version']))
+    out.append('Limits as deployed (HostConfig): %s.\n' % '; '.join(
+        '%s %s' % (container, ', '.join('%s %s' % item for item in values.items()))
+        for container, values in data.get('limits', {}).items()))
     if 'converge' in data:
         c = data['converge']
         out.append('| playbooks/site.yml on a bare host | seconds | changed |')
@@ -320,18 +366,19 @@ def report(data, args):
         out.append('| fresh converge | %.0f | %d |' % (c['fresh_s'], c['fresh_changed']))
         out.append('| no-op rerun | %.0f | %d |\n' % (c['noop_s'], c['noop_changed']))
     has_direct = 'direct' in summary
-    # Variant cases are also compared with the same path on the deployed nginx.conf.
-    has_base = any(':' in case and case.split(':')[0] in summary for case in summary)
+    # Variant cases are also compared with the same path on the deployed nginx.conf, unlimited ones with the
+    # same case within the limits.
+    has_base = any(base_case(case) != case and base_case(case) in summary for case in summary)
     out.append('| case | push median s (min-max) | push MiB/s | pull median s (min-max) | pull MiB/s |'
                + (' push vs direct | pull vs direct |' if has_direct else '')
-               + (' push vs deployed | pull vs deployed |' if has_base else ''))
+               + (' push vs base | pull vs base |' if has_base else ''))
     out.append('|---|---:|---:|---:|---:|' + ('---:|---:|' if has_direct else '') + ('---:|---:|' if has_base else ''))
     for case, ops in summary.items():
         row = '| %s |' % case
         for op in ('push', 'pull'):
             s = ops[op]
             row += ' %.1f (%.1f-%.1f) | %.0f |' % (s['median_s'], s['min_s'], s['max_s'], s['mib_s'])
-        for reference, shown in (('direct', has_direct), (case.split(':')[0], has_base)):
+        for reference, shown in (('direct', has_direct), (base_case(case), has_base)):
             if not shown:
                 continue
             for op in ('push', 'pull'):
@@ -346,7 +393,8 @@ def report(data, args):
     if has_direct or has_base:
         out.append('\n"vs direct": throughput of the case / throughput direct = median seconds direct / median seconds '
                    'of the case (above 1: faster); "pairs": median over rounds of the same ratio within one round. '
-                   '"vs deployed": the same against the path (proxy or plain) with the deployed nginx.conf.')
+                   '"vs base": the same against the path (proxy or plain) with the deployed nginx.conf, or for '
+                   'CASE+unlimited against CASE, within the deployed limits.')
     out.append('\nMedian CPU seconds per transfer (client = skopeo, nginx and registry = their containers\' cgroups), '
                'and peak memory over all rounds (anonymous memory sampled every 0.1 s; in brackets the cgroup\'s '
                'max_usage_in_bytes, which includes the page cache of the blob the registry writes or reads):\n')
@@ -403,6 +451,10 @@ def main():
     parser.add_argument('--host', help='reuse a host kept by an earlier run with --keep (no converge measured)')
     parser.add_argument('--keep', action='store_true', help='leave the host running at the end (prints how to remove it)')
     parser.add_argument('--json', help='also write all measurements to this file')
+    parser.add_argument('--compare-limits', action='store_true',
+                        help='run every case also as CASE+unlimited, the containers\' memory and pids limits lifted')
+    parser.add_argument('--registry-image', default=REGISTRY_IMAGE, help='registry_image (default %s)' % REGISTRY_IMAGE)
+    parser.add_argument('--proxy-image', default=PROXY_IMAGE, help='proxy_image (default %s)' % PROXY_IMAGE)
     args = parser.parse_args()
     if args.list_variants:
         for name, (description, dummy) in VARIANTS.items():
@@ -411,7 +463,9 @@ def main():
     if not 1 <= args.rounds <= 15 or not 1024 <= args.size_mib <= 4096 or not 60 <= args.timeout <= 1800:
         raise SystemExit('--rounds must be 1-15, --size-mib 1024-4096, --timeout 60-1800')
     custom = dict(item.split('=', 1) for item in args.nginx_conf)
-    cases = parse_cases(args.cases, custom)
+    cases = [case + (False,) for case in parse_cases(args.cases, custom)]
+    if args.compare_limits:
+        cases += [(name + UNLIMITED, path, variant, True) for name, path, variant, dummy in cases]
     started = time.monotonic()
     # The command that reproduces this run on a new host (without --host, --keep, --json).
     argv, skip = [], False
@@ -447,9 +501,9 @@ def main():
             in_host(host, 'echo "%s %s" >> /etc/hosts' % (host_address(host), DOMAIN))
             password = secrets.token_urlsafe(24)
             log('host %s: converging playbooks/site.yml (fresh)' % host)
-            fresh = converge(workdir, port, key, password, 1800)
+            fresh = converge(workdir, port, key, password, 1800, args.registry_image, args.proxy_image)
             log('host %s: fresh converge %.0f s, changed=%d; no-op rerun' % (host, fresh[0], fresh[1]))
-            noop = converge(workdir, port, key, password, 1800)
+            noop = converge(workdir, port, key, password, 1800, args.registry_image, args.proxy_image)
             log('host %s: no-op rerun %.0f s, changed=%d' % (host, noop[0], noop[1]))
             if noop[1] != 0:
                 raise SystemExit('the rerun of site.yml changed %d things: see %s/converge.log' % (noop[1], workdir))
@@ -465,8 +519,11 @@ def main():
         _STOP.append(lambda: in_host(host, 'cp {0}/nginx/as-deployed.conf /opt/registry/nginx/nginx.conf.bench && '
                                      'mv /opt/registry/nginx/nginx.conf.bench /opt/registry/nginx/nginx.conf && '
                                      'docker kill --signal HUP registry-proxy-1 >/dev/null'.format(BENCH_DIR)))
-        plain = any(path == 'plain' for dummy, path, dummy2 in cases)
-        for variant in dict.fromkeys(v for dummy, dummy2, v in cases):
+        limits = read_limits(host)
+        data['limits'] = limits
+        _STOP.append(lambda: set_limits(host, limits, lifted=False))
+        plain = any(case[1] == 'plain' for case in cases)
+        for variant in dict.fromkeys(case[2] for case in cases):
             if variant in custom:
                 with open(custom[variant]) as handle:
                     text = handle.read()
@@ -491,7 +548,8 @@ def main():
                 log('--max-minutes %d reached: stopping after %d rounds' % (args.max_minutes, round_number - 1))
                 break
             shift = (round_number - 1) % len(cases)
-            for name, path, variant in cases[shift:] + cases[:shift]:
+            for name, path, variant, lifted in cases[shift:] + cases[:shift]:
+                set_limits(host, limits, lifted)
                 agent = ['python3', BENCH_DIR + '/agent.py', '--case', path, '--conf',
                          '%s/nginx/%s.conf' % (BENCH_DIR, variant), '--domain', DOMAIN, '--domain-ip', domain_ip,
                          '--ca', BENCH_DIR + '/ca', '--user', USER, '--password-file', BENCH_DIR + '/password',

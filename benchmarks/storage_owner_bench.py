@@ -142,8 +142,8 @@ def main():
           'after a recreate (s) |')
     print('|---:|---:|---|---:|---:|---:|---:|')
     for count, blobs, cache, result, dummy in rows:
-        print('| %d | %d | %s | %.3f | %.2f | %.3f | %.2f |' % (count, blobs, cache, result['look_root'], result['give'],
-                                                              result['look_owned'], result['give_owned']))
+        steps = (result['look_root'], result['give'], result['look_owned'], result['give_owned'])
+        print('| %d | %d | %s | %.3f | %.2f | %.3f | %.2f |' % ((count, blobs, cache) + steps))
     print('\nReproduce: .venv/bin/python benchmarks/storage_owner_bench.py --entries %s' % args.entries)
 
 

@@ -47,7 +47,7 @@ def test_registry_container_is_confined(host):
     assert host_config["ReadonlyRootfs"] is True
     assert host_config["CapDrop"] == ["ALL"] and not host_config["CapAdd"]
     assert host_config["SecurityOpt"] == ["no-new-privileges:true"]
-    assert host_config["Memory"] == 1 << 30
+    assert host_config["Memory"] == 2 << 30
     assert host_config["PidsLimit"] == 1024
     assert host_config["Ulimits"] == [{"Name": "nofile", "Soft": 16384, "Hard": 16384}]
 
