@@ -30,7 +30,7 @@ def process_status(host, container: str) -> list[dict]:
     output = run_ok(host, "docker exec %s sh -c 'cat /proc/[0-9]*/status'", container)
     processes, current = [], {}
     for line in output.splitlines():
-        key, _, value = line.partition(":")
+        key, dummy, value = line.partition(":")
         if key == "Name":
             current = {"name": value.strip()}
             processes.append(current)
