@@ -283,9 +283,9 @@ def test_unsupported_key_errors_before_any_change(stack):
     stack.write(two_services(port))
     actions(stack.run())
     ids = stack.ids()
-    stack.write(two_services(port, greeting='x', extra_web='    cap_add: [NET_ADMIN]\n'))
+    stack.write(two_services(port, greeting='x', extra_web='    devices: [/dev/fuse]\n'))
     failed = stack.run()
-    assert "unsupported key 'cap_add' in service 'web'" in failed['msg']
+    assert "unsupported key 'devices' in service 'web'" in failed['msg']
     assert stack.ids() == ids
 
 
