@@ -125,13 +125,11 @@ def main():
             if (time.monotonic() - started) / 60 > args.max_minutes:
                 break
             root = os.path.join(work, 'store-%d' % size)
-            made_start = time.monotonic()
             blobs = make_store(root, size)
             count = int(subprocess.run(['sh', '-c', 'find "$1" | wc -l', 'sh', root], capture_output=True, text=True,
                                        check=True).stdout)
-            made = time.monotonic() - made_start
             for cold in ([True] if cold_possible else []) + [False]:
-                rows.append((count, blobs, 'cold' if cold else 'warm', measure(root, cold), made))
+                rows.append((count, blobs, 'cold' if cold else 'warm', measure(root, cold)))
             shutil.rmtree(root)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -141,7 +139,7 @@ def main():
     print('| entries | blobs | cache | look, root-owned (s) | give (s) | look, owned: every run (s) | give, owned: '
           'after a recreate (s) |')
     print('|---:|---:|---|---:|---:|---:|---:|')
-    for count, blobs, cache, result, dummy in rows:
+    for count, blobs, cache, result in rows:
         steps = (result['look_root'], result['give'], result['look_owned'], result['give_owned'])
         print('| %d | %d | %s | %.3f | %.2f | %.3f | %.2f |' % ((count, blobs, cache) + steps))
     print('\nReproduce: .venv/bin/python benchmarks/storage_owner_bench.py --entries %s' % args.entries)

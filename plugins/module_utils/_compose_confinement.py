@@ -60,7 +60,8 @@ def parse_confinement(value, where, filename):
 
 def host_config_options(spec):
     """The keyword arguments of APIClient.create_host_config for the confinement keys of a resolved spec."""
-    options = {key: spec[key] for key in ('cap_add', 'cap_drop', 'security_opt', 'pids_limit', 'mem_limit') if key in spec}
+    # The SDK takes each key under its compose name, but ulimits as a list.
+    options = {key: spec[key] for key in CONFINEMENT_KEYS if key in spec and key != 'ulimits'}
     if 'ulimits' in spec:
         options['ulimits'] = [{'Name': name, 'Soft': limit['soft'], 'Hard': limit['hard']}
                               for name, limit in sorted(spec['ulimits'].items())]

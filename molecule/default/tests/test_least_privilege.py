@@ -41,8 +41,8 @@ def process_status(host, container: str) -> list[dict]:
 
 
 def test_registry_container_is_confined(host):
-    host_config = inspect(host, "registry-registry-1")["HostConfig"]
-    config = inspect(host, "registry-registry-1")["Config"]
+    registry = inspect(host, "registry-registry-1")
+    host_config, config = registry["HostConfig"], registry["Config"]
     assert config["User"] == "%d:%d" % REGISTRY_IDS
     assert host_config["ReadonlyRootfs"] is True
     assert host_config["CapDrop"] == ["ALL"] and not host_config["CapAdd"]
