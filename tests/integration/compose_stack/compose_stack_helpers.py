@@ -3,7 +3,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Helpers shared by the compose_stack integration tests (conftest.py) and
 benchmarks/compose_stack_bench.py: the busybox test image, a local registry,
-and a compose project driven through ansible-playbook with a target's Python
+and a compose project the module runs on with a target's Python
 (../targets.py).
 
 The test image is a 2 MB busybox image built locally from Debian's
@@ -23,7 +23,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from targets import run, run_module  # noqa: E402 pylint: disable=import-error,wrong-import-position
+from targets import run, run_module_directly  # noqa: E402 pylint: disable=import-error,wrong-import-position
 
 DOCKER_CLI = '/usr/bin/docker' if os.path.exists('/usr/bin/docker') else shutil.which('docker')
 IMAGE_REPO = 'selfhosted-test/compose-stack-busybox'
@@ -117,13 +117,12 @@ class Stack(object):
         return os.path.join(self.dir, *parts)
 
     def run(self, check=False, diff=True, **args):
-        """Run the module once through ansible-playbook; return its registered result."""
+        """Run the module once, as a task would; return its result."""
         self.runs += 1
         args.setdefault('project_src', self.dir)
         args.setdefault('project_name', self.name)
-        result, _output = run_module('selfhosted.registry.compose_stack', args, self.python, self.collections,
-                                     os.path.join(self.dir, '.runs'), check=check, diff=diff)
-        return result
+        return run_module_directly('selfhosted.registry.compose_stack', args, self.python, self.collections,
+                                   check=check, diff=diff)
 
     def containers(self):
         """service -> docker inspect of the project's containers."""

@@ -3,7 +3,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Fixtures for the compose_stack integration tests: a real Docker engine, no mocks.
 
-The module runs through ansible-playbook on localhost, with the interpreter of
+The module runs on localhost as a task would (targets.run_module_directly), with the interpreter of
 each Debian target (../targets.py, fixture target_python in ../conftest.py):
 Debian 12's Docker SDK 5.0.3 on Python 3.11 and Debian 13's 7.1.0 on Python 3.13.
 """

@@ -3,7 +3,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """selfhosted.registry.htpasswd_user against the real registry, no mocks.
 
-The module runs through ansible-playbook on localhost and writes an htpasswd
+The module runs on localhost as a task would (and through ansible-playbook
+where a test reads what it prints) and writes an htpasswd
 file in a temporary directory. A container of the platform's registry fixture
 image (Debian's docker-registry package, tests/platform/images/registry) reads
 that file through a directory mount, with htpasswd auth; the tests log in with
@@ -31,7 +32,7 @@ import uuid
 
 import pytest
 
-from targets import REPO, run, run_module  # pylint: disable=import-error
+from targets import REPO, run, run_module, run_module_directly  # pylint: disable=import-error
 
 DOCKER = '/usr/bin/docker' if os.path.exists('/usr/bin/docker') else shutil.which('docker')
 PLATFORM = os.path.join(REPO, 'tests', 'platform', 'platform')
@@ -136,19 +137,27 @@ class Registry:
 
 
 # --------------------------------------------------------------------------
-# the module through ansible-playbook
+# the module, run as a task would run it
 
 
-class Playbook:
-    """Runs selfhosted.registry.htpasswd_user once per call and returns its result."""
+class Module:
+    """Runs selfhosted.registry.htpasswd_user once per call and returns its result.
 
-    def __init__(self, root, python, collections):
+    With `printed`, through ansible-playbook, keeping what it printed (the
+    diff and result a user sees) in last_output.
+    """
+
+    def __init__(self, root, python, collections, printed=False):
         self.root = root
         self.python = python
         self.collections = collections
+        self.printed = printed
         self.last_output = ''
 
     def __call__(self, check=False, diff=True, **args):
+        if not self.printed:
+            return run_module_directly('selfhosted.registry.htpasswd_user', args, self.python, self.collections,
+                                       check=check, diff=diff)
         result, self.last_output = run_module('selfhosted.registry.htpasswd_user', args, self.python, self.collections,
                                               self.root, check=check, diff=diff)
         return result
@@ -163,9 +172,12 @@ def registry(tmp_path, registry_image):  # pylint: disable=redefined-outer-name
 
 @pytest.fixture
 def module(tmp_path, target_python, collections_path):  # pylint: disable=redefined-outer-name
-    root = tmp_path / 'runs'
-    root.mkdir()
-    return Playbook(str(root), target_python, collections_path)
+    return Module(str(tmp_path / 'runs'), target_python, collections_path)
+
+
+@pytest.fixture
+def module_in_playbook(tmp_path, target_python, collections_path):  # pylint: disable=redefined-outer-name
+    return Module(str(tmp_path / 'runs'), target_python, collections_path, printed=True)
 
 
 def changes(result):
@@ -251,13 +263,13 @@ def test_exclusive_list_and_non_bcrypt_entries(registry, module):  # pylint: dis
     assert all(line.split(':', 1)[1].startswith('$2y$05$') for line in lines[1:])
 
 
-def test_diff_and_output_never_show_secrets(registry, module):  # pylint: disable=redefined-outer-name
-    module(path=registry.htpasswd, name='alice', password=ALICE, mode='0644')
+def test_diff_and_output_never_show_secrets(registry, module_in_playbook):  # pylint: disable=redefined-outer-name
+    module_in_playbook(path=registry.htpasswd, name='alice', password=ALICE, mode='0644')
     with open(registry.htpasswd) as handle:
         stored = handle.read().split(':', 1)[1].strip()
-    result = module(path=registry.htpasswd, name='alice', password=ALICE + '-new')
+    result = module_in_playbook(path=registry.htpasswd, name='alice', password=ALICE + '-new')
     assert result['updated'] == ['alice']
-    output = module.last_output
+    output = module_in_playbook.last_output
     assert '+alice (new password)' in output and '-alice' in output
     for secret in (ALICE, stored, stored[7:]):
         assert secret not in output
