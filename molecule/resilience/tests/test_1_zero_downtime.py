@@ -8,11 +8,14 @@ below runs while the loop runs; the loop goes on for two more pulls after the
 change is done. Bounded: the loop stops after 15 minutes or 2000 pulls
 whatever happens, each pull after 60 s.
 
-None of (a)-(c) may fail a single pull or probe, (a) included, although its
-new config.yml recreates the registry container: the new one starts beside
-the old one (test_0_upgrade.py does the same for a new image), and no pushed
-image may be lost. (c), the unchanged configuration, is also this scenario's
-idempotence check, after the upgrade and the changes.
+Neither (a) nor (b) may fail a single pull or probe, (a) included, although
+its new config.yml recreates the registry container: the new one starts
+beside the old one (test_0_upgrade.py does the same for a new image), and no
+pushed image may be lost. (c), the unchanged configuration, is this
+scenario's idempotence check, after the upgrade and the changes: it runs
+without the loop, since a run that changes nothing and restarts no container
+(both asserted) cannot fail a pull, and the loop costs CPU the other lane
+needs.
 """
 
 from __future__ import annotations
@@ -97,10 +100,10 @@ def test_b_forced_certificate_renewal(client, images):
     assert containers_of_stack() == before
 
 
-def test_c_unchanged_configuration(client, images):
+def test_c_unchanged_configuration():
     before = containers_of_stack()
-    window, run = measure(client, images[0], "(c) unchanged configuration", site_action({}, "c-unchanged"))
+    run = run_site(label="c-unchanged")
+    report(f"(c) unchanged configuration: site run {run.seconds:.1f}s, {run.recap.get('debian13')}")
     assert run.rc == 0, run.tail()
-    assert_no_failed_pull(window)
     assert run.recap["debian13"]["changed"] == 0, f"an unchanged configuration changed something: {run.recap}"
     assert containers_of_stack() == before
