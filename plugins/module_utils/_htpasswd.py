@@ -36,6 +36,14 @@ MAX_COST = 31
 MAX_PASSWORD_BYTES = 72
 # Apache's htpasswd refuses longer names; a name is sent on every request.
 MAX_NAME_LENGTH = 255
+# Passwords anyone can read in this collection: the example inventory's
+# placeholder and the passwords its earlier releases shipped with a public
+# vault password. A registry deployed with one of them takes pushes from anyone.
+PUBLIC_PASSWORDS = frozenset((
+    'CHANGE-ME',
+    'ci-example-password-change-me-0123456789',
+    'alice-example-password-change-me',
+))
 
 # Costs 04 to 31 only: bcrypt refuses others.
 BCRYPT_RE = re.compile(r'^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$')
@@ -301,6 +309,10 @@ def validate_password(name, password, where):
             'remove it (a trailing newline often comes from a file lookup)' % label)
     if '\0' in password:
         raise HtpasswdError('%s: the password contains a NUL byte, which bcrypt cannot hash; remove it' % label)
+    if password in PUBLIC_PASSWORDS:
+        raise HtpasswdError(
+            '%s: the password is a placeholder of the collection\'s example inventory, which anyone can read; '
+            'give a password of your own, vault-encrypted (examples/inventory/README.md)' % label)
     length = len(_to_bytes(password))
     if length > MAX_PASSWORD_BYTES:
         raise HtpasswdError(

@@ -237,6 +237,8 @@ def test_validate_name_accepts(name):
     ('a\x00b', 'NUL byte'),
     ('x' * 73, 'is 73 bytes long in UTF-8, but bcrypt uses only the first 72 bytes'),
     ('é' * 37, 'is 74 bytes long'),
+    ('CHANGE-ME', "a placeholder of the collection's example inventory"),
+    ('ci-example-password-change-me-0123456789', 'give a password of your own'),
 ])
 def test_validate_password_rejects(password, expected):
     with pytest.raises(h.HtpasswdError) as error:
