@@ -99,6 +99,22 @@ CASES = [
     # The registry's user and limits.
     Case("registry-uid-of-another-user", "registry_uid", {"registry_uid": 1}, says="belongs to daemon"),
     Case("memory-limit-not-a-byte-value", "registry_memory_limit", {"registry_memory_limit": "lots"}),
+    # What registry_config_extra and registry_environment may not take from the role.
+    Case(
+        "authentication-switched-off",
+        ("registry_config_extra", "registry_environment"),
+        {"registry_config_extra": {"auth": None}, "registry_environment": {"REGISTRY_AUTH_HTPASSWD_PATH": "/dev/null"}},
+        says="registry_auth_override",
+    ),
+    Case(
+        "data-moved-off-the-volume",
+        ("registry_config_extra", "registry_environment", "registry_storage_root"),
+        {
+            "registry_config_extra": {"storage": {"filesystem": {"rootdirectory": "/tmp/registry"}}},
+            "registry_environment": {"REGISTRY_HTTP_SECRET": "known"},
+        },
+        says="registry_http_secret",
+    ),
     # Images and mirrors.
     Case("registry-image-latest", "registry_image", {"registry_image": "registry:latest"}),
     Case("mirror-url-without-scheme", "docker_registry_mirrors", {"docker_registry_mirrors": ["mirror:5000"]}),
