@@ -122,6 +122,48 @@ def test_http_serves_acme_challenges_without_redirect(host, registry):
     assert status == 404
 
 
+def test_other_names_are_refused(host, registry):
+    """Only the registry's name is served: no certificate for another name, no answer for another Host."""
+    address = run_ok(host, "getent hosts %s", registry.domain).split()[0]
+    other = "not-the-registry.selfhosted.test"
+    # TLS for another name (SNI): the handshake is refused, no certificate shown.
+    result = host.run("curl --silent --insecure --output /dev/null --resolve %s:443:%s https://%s/v2/", other, address, other)
+    assert result.rc == 35, f"TLS for {other} was not refused (curl exit {result.rc})"
+    # Another Host over a connection made for the registry's name: 421 Misdirected Request.
+    status, _headers = curl_headers(host, "--header", f"Host: {other}", f"https://{registry.domain}/v2/")
+    assert status == 421
+    # Plain HTTP for another name, or by address: the connection closes without an answer.
+    for url in (f"http://{address}/v2/", f"http://{other}/"):
+        result = host.run("curl --silent --output /dev/null --resolve %s:80:%s %s", other, address, url)
+        assert result.rc == 52, f"{url} answered (curl exit {result.rc})"  # 52: empty reply
+
+
+def test_forwarded_headers_of_clients_do_not_reach_the_registry(host, registry):
+    """The registry builds URLs for, and logs, what nginx saw: not what a client claims in forwarded headers."""
+    user = registry.users[0]
+    forged = "203.0.113.66"
+    repository = f"forwarded/{uuid.uuid4().hex[:12]}"
+    status, headers = curl_headers(
+        host,
+        "--user", f"{user['name']}:{user['password']}",
+        "--request", "POST",
+        "--header", f"X-Forwarded-For: {forged}",
+        "--header", "X-Forwarded-Host: evil.selfhosted.test",
+        "--header", "X-Forwarded-Proto: http",
+        "--header", "Forwarded: for=203.0.113.66;host=evil.selfhosted.test;proto=http",
+        f"https://{registry.domain}/v2/{repository}/blobs/uploads/",
+    )
+    assert status == 202, headers
+    location = headers["location"]
+    try:
+        assert location.startswith(f"https://{registry.domain}/v2/{repository}/blobs/uploads/"), location
+    finally:
+        curl_headers(host, "--user", f"{user['name']}:{user['password']}", "--request", "DELETE", location)
+    logs = run_ok(registry.host, "docker logs registry-registry-1 2>&1")
+    assert repository in logs, "the upload is not in the registry's log"
+    assert forged not in logs, "the registry logged the address a client forged"
+
+
 # --- docker and skopeo -------------------------------------------------------------------------
 
 
