@@ -16,14 +16,20 @@ def hostvars(host):
     return host.ansible.get_variables()
 
 
-def test_tls_links_to_certbots_lineage(host):
+def test_tls_holds_copies_of_certbots_lineage(host):
     domain = hostvars(host)["registry_domain"]
-    for name in ("fullchain.pem", "privkey.pem"):
-        path = f"{BASE_DIR}/tls/{name}"
-        assert host.file(path).is_symlink, path
-        assert run_ok(host, "readlink %s", path).strip() == f"/etc/letsencrypt/live/{domain}/{name}"
-        # ... which certbot points at the current files in archive/.
-        assert host.file(path).linked_to.startswith(f"/etc/letsencrypt/archive/{domain}/")
+    for name, mode in (("fullchain.pem", 0o644), ("privkey.pem", 0o600)):
+        copy = host.file(f"{BASE_DIR}/tls/{name}")
+        assert not copy.is_symlink and copy.is_file, copy.path
+        assert (copy.user, copy.group, copy.mode) == ("root", "root", mode)
+        assert copy.sha256sum == host.file(f"/etc/letsencrypt/live/{domain}/{name}").sha256sum
+
+
+def test_nginx_sees_only_its_files_of_the_host(host):
+    """Not /etc/letsencrypt: the ACME account key and the host's other keys stay out of the proxy."""
+    mounts = json.loads(run_ok(host, "docker inspect --format '{{json .Mounts}}' registry-proxy-1"))
+    sources = sorted(mount["Source"] for mount in mounts if mount["Type"] == "bind")
+    assert sources == sorted([f"{BASE_DIR}/nginx", f"{BASE_DIR}/tls", f"{BASE_DIR}/acme"]), sources
 
 
 def test_lineage_was_made_with_pebble_and_the_webroot(host):
