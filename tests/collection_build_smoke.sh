@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Build the collection, install the tarball into an empty path, and read the
-# docs of every module and role from the installed copy.
+# The README's three ways to install the collection, each into an empty path:
+# a built tarball, a git URL, and a requirements.yml entry of type git (both
+# from a bare clone of this repository's HEAD, as a server would serve it).
+# Then read the docs of every module and role from the installed copy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -32,3 +34,20 @@ done
 
 # The collection playbook is reachable by its FQCN from the installed copy.
 (cd "$work" && "$BIN/ansible-playbook" -i localhost, selfhosted.registry.site --syntax-check)
+
+git clone --quiet --bare "$ROOT" "$work/registry.git"
+branch=$(git -C "$work/registry.git" symbolic-ref --short HEAD)
+"$BIN/ansible-galaxy" collection install -p "$work/from-git-url" "git+file://$work/registry.git,$branch"
+cat >"$work/requirements.yml" <<EOF
+collections:
+  - name: file://$work/registry.git
+    type: git
+    version: $branch
+EOF
+"$BIN/ansible-galaxy" collection install -p "$work/from-requirements" -r "$work/requirements.yml"
+for installed in from-git-url from-requirements; do
+  (cd "$work" && ANSIBLE_COLLECTIONS_PATH=$work/$installed \
+    "$BIN/ansible-playbook" -i localhost, selfhosted.registry.site --syntax-check >/dev/null)
+  ANSIBLE_COLLECTIONS_PATH=$work/$installed "$BIN/ansible-doc" -t role selfhosted.registry.registry >/dev/null
+  echo "installed from $installed: site playbook and roles found"
+done

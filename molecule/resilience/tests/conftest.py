@@ -260,10 +260,13 @@ def _private_collections() -> Path:
     return PRIVATE_COLLECTIONS
 
 
-def run_site(extra: dict | None = None, unset: tuple[str, ...] = (), timeout: float = 900, label: str = "site") -> SiteRun:
+def run_site(
+    extra: dict | None = None, unset: tuple[str, ...] = (), timeout: float = 900, label: str = "site", playbook: str | None = None
+) -> SiteRun:
     """The site playbook (converge.yml, which imports selfhosted.registry.site) on the registry host, as a user runs it.
 
     Extra vars: the state's overrides (what earlier tests changed), then `extra`.
+    `playbook`: another ansible-playbook than the one of the tests' virtualenv.
     """
     state = load_state()
     variables = {k: v for k, v in state["overrides"].items() if k not in unset}
@@ -272,7 +275,7 @@ def run_site(extra: dict | None = None, unset: tuple[str, ...] = (), timeout: fl
     inventory = _site_inventory(unset, work / "inventory")
     vars_file = work / "extra-vars.json"
     vars_file.write_text(json.dumps(variables))
-    playbook = shutil.which("ansible-playbook") or str(Path(sys.executable).parent / "ansible-playbook")
+    playbook = playbook or shutil.which("ansible-playbook") or str(Path(sys.executable).parent / "ansible-playbook")
     env = dict(
         os.environ,
         ANSIBLE_COLLECTIONS_PATH=str(_private_collections()),

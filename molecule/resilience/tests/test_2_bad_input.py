@@ -30,7 +30,7 @@ import dataclasses
 import os
 
 import pytest
-from conftest import PULLER, SiteRun, host_snapshot, report, run_site, snapshot_diff
+from conftest import PROJECT_DIR, PULLER, SiteRun, host_snapshot, report, run_site, snapshot_diff
 
 CHECK_PLAY = "Check the site settings before changing anything"
 WORKERS = int(os.environ.get("RESILIENCE_BAD_INPUT_WORKERS", "3"))
@@ -46,6 +46,8 @@ class Case:
     unset: tuple = ()
     # Text(s) the message must contain besides the variable, e.g. the bad value.
     says: str | tuple = ""
+    # Another ansible-playbook (a virtualenv at the project's root, scripts/bootstrap).
+    controller: str = ""
 
 
 def users(*extra: dict) -> dict:
@@ -57,6 +59,15 @@ def users(*extra: dict) -> dict:
 # (tests/unit/plugins/test/test_names.py, tests/unit/plugins/filter/), and a
 # case here costs a site run.
 CASES = [
+    # The controller and the host: ansible-core too old (Debian 12's), and a
+    # play that does not run as root there.
+    Case("ansible-core-too-old", "ansible-core", controller=".venv-core-unsupported", says=("2.18", "pipx")),
+    Case(
+        "not-root-on-the-host",
+        "become: true",
+        {"ansible_become": True, "ansible_become_method": "sudo", "ansible_become_user": "nobody"},
+        says="not as nobody",
+    ),
     # The registry's name.
     Case("domain-with-scheme", "registry_domain", {"registry_domain": "https://registry.resilience.test"}),
     Case("domain-missing", "registry_domain", unset=("registry_domain",)),
@@ -171,7 +182,11 @@ def outcomes() -> dict:
     baseline = host_snapshot()
 
     def attempt(case: Case) -> Outcome:
-        run = run_site(case.set, unset=case.unset, label=f"bad-input {case.id}")
+        playbook = None
+        if case.controller:
+            playbook = str(PROJECT_DIR / case.controller / "bin" / "ansible-playbook")
+            assert os.path.exists(playbook), f"{playbook} is missing: run scripts/bootstrap"
+        run = run_site(case.set, unset=case.unset, label=f"bad-input {case.id}", playbook=playbook)
         return Outcome(run, snapshot_diff(baseline, host_snapshot()))
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS) as pool:
