@@ -126,6 +126,9 @@ CASES = [
         },
         says="registry_http_secret",
     ),
+    # What the host already runs: the other source's Docker engine, sshd on a proxy port.
+    Case("docker-source-switch", ("docker_install_source", "docker_replace_other_source"), {"docker_install_source": "upstream"}, says="docker.io"),
+    Case("proxy-port-taken", "proxy_https_port", {"proxy_https_port": 22}, says="port 22: sshd"),
     # Images and mirrors.
     Case("registry-image-latest", "registry_image", {"registry_image": "registry:latest"}),
     Case("mirror-url-without-scheme", "docker_registry_mirrors", {"docker_registry_mirrors": ["mirror:5000"]}),
