@@ -16,6 +16,11 @@ DNS_NAME_RE = re.compile(r'^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+
 # A host directory that becomes a bind mount: absolute, no trailing slash,
 # no white space or ':' (the separator of compose's short volume syntax).
 HOST_PATH_RE = re.compile(r'^/[^\s:]*[^/\s:]$')
+# A host directory that a role creates and sets the owner and mode of: a
+# host_path below a top-level directory (/srv/registry-data, never /srv,
+# /opt or /tmp, whose owner and mode the system relies on), outside the
+# kernel's file systems (/proc, /sys, /dev), which hold no files.
+OWN_DIRECTORY_RE = re.compile(r'^/(?!(proc|sys|dev)/)[^/\s:]+/[^\s:]*[^/\s:]$')
 
 
 def _matches(pattern, value):
@@ -28,6 +33,10 @@ def dns_name(value):
 
 def host_path(value):
     return _matches(HOST_PATH_RE, value)
+
+
+def own_directory(value):
+    return _matches(OWN_DIRECTORY_RE, value)
 
 
 def compose_project_name(value):
@@ -47,6 +56,7 @@ class TestModule:
         return {
             'dns_name': dns_name,
             'host_path': host_path,
+            'own_directory': own_directory,
             'compose_project_name': compose_project_name,
             'compose_service_name': compose_service_name,
             'compose_service_key': compose_service_key,

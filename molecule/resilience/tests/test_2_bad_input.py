@@ -105,6 +105,8 @@ CASES = [
     # Storage.
     Case("storage-root-relative", "registry_storage_root", {"registry_storage_root": "data/registry"}),
     Case("storage-root-unwritable", "registry_storage_root", {"registry_storage_root": "/proc/registry-data"}),
+    # The role would set the owner and mode of /opt.
+    Case("base-dir-top-level", "registry_base_dir", {"registry_base_dir": "/opt"}, says="is '/opt'"),
     # Everything in it would be given to the registry's user.
     Case("storage-root-shared", "registry_storage_root", {"registry_storage_root": "/var/lib"}, says="/var/lib/"),
     # The registry's user and limits.
