@@ -16,7 +16,9 @@ description:
     (C($2y$) hashes, the only scheme the registry verifies).
   - Manages one user (O(name)) or many in one call (O(users)); either way the file is written
     at most once, atomically (temporary file in the same directory, then a rename), so a
-    registry reading the file never sees it half written. The registry re-reads the file when
+    registry reading the file never sees it half written. Runs on the same host take turns (an
+    exclusive lock on the file's directory from reading the file to writing it), so two at a time
+    never lose each other's users. The registry re-reads the file when
     its modification time changes, so users added here can log in without a restart, provided
     the file reaches the registry's container through a B(directory) mount (a single-file bind
     mount keeps showing the replaced file).
@@ -240,6 +242,8 @@ backup_file:
   sample: /srv/registry/auth/htpasswd.12345.2024-05-01@12:00:00~
 """
 
+import contextlib
+import fcntl
 import os
 import tempfile
 
@@ -269,6 +273,21 @@ class HtpasswdFile:
     @property
     def exists(self):
         return os.path.exists(self.real_path)
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold an exclusive lock on the file's directory from the read to the write.
+
+        A second writer on this host (another playbook, a second task) waits,
+        then plans from what the first wrote, instead of writing over it with
+        a plan made from the file as it was.
+        """
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def read(self):
         with open(self.real_path, 'rb') as handle:
@@ -304,22 +323,23 @@ def run(module):
     htpasswd.validate_cost(params['cost'])
     users = htpasswd.requested_users(params['name'], params['password'], params['state'], params['users'])
 
-    exists = target.exists
-    lines = htpasswd.parse(target.read(), params['path']) if exists else []
-    plan = htpasswd.plan_changes(
-        lines, users, exclusive=params['exclusive'], update_password=params['update_password'],
-        cost=params['cost'], file_exists=exists)
-    for warning in htpasswd.warnings_for(lines, plan, params['path']):
-        module.warn(warning)
+    with target.locked():
+        exists = target.exists
+        lines = htpasswd.parse(target.read(), params['path']) if exists else []
+        plan = htpasswd.plan_changes(
+            lines, users, exclusive=params['exclusive'], update_password=params['update_password'],
+            cost=params['cost'], file_exists=exists)
+        for warning in htpasswd.warnings_for(lines, plan, params['path']):
+            module.warn(warning)
 
-    result = dict(changed=plan.changed, **plan.result())
-    diffs = [htpasswd.diff(lines, plan, params['path'], params['cost'], exists)]
+        result = dict(changed=plan.changed, **plan.result())
+        diffs = [htpasswd.diff(lines, plan, params['path'], params['cost'], exists)]
 
-    if plan.changed and not module.check_mode:
-        hashes = htpasswd.hash_many(plan.to_hash, params['cost'])
-        if params['backup'] and exists:
-            result['backup_file'] = module.backup_local(target.real_path)
-        target.write(htpasswd.render(lines, plan, hashes))
+        if plan.changed and not module.check_mode:
+            hashes = htpasswd.hash_many(plan.to_hash, params['cost'])
+            if params['backup'] and exists:
+                result['backup_file'] = module.backup_local(target.real_path)
+            target.write(htpasswd.render(lines, plan, hashes))
 
     if target.exists:
         attributes_diff = dict(before={}, after={})

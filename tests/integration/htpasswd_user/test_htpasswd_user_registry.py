@@ -23,6 +23,7 @@ Run: PATH=$PWD/.venv/bin:$PATH .venv/bin/pytest -q tests/integration/htpasswd_us
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import json
 import http.client
 import os
@@ -274,6 +275,24 @@ def test_diff_and_output_never_show_secrets(registry, module_in_playbook):  # py
     for secret in (ALICE, stored, stored[7:]):
         assert secret not in output
         assert secret not in json.dumps(result)
+
+
+def test_concurrent_runs_keep_each_others_users(tmp_path, module):  # pylint: disable=redefined-outer-name
+    """Two runs at once on one file: the second waits for the first and plans from what it wrote.
+
+    Each adds its own users at a cost that keeps it hashing for a while after
+    it read the file: without the lock, the run that writes last would write
+    over the other's users with a plan made from the file before them.
+    """
+    htpasswd_file = str(tmp_path / 'htpasswd')
+    batches = {side: [{'name': '%s%d' % (side, n), 'password': '%s-password-%d' % (side, n)} for n in range(6)]
+               for side in ('left', 'right')}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda users: module(path=htpasswd_file, users=users, cost=12), batches.values()))
+    assert all(result['changed'] and not result['failed'] for result in results), results
+    with open(htpasswd_file) as handle:
+        names = sorted(line.split(':')[0] for line in handle.read().splitlines())
+    assert names == sorted(user['name'] for users in batches.values() for user in users)
 
 
 def test_cost_is_applied_and_changes_are_rehashed(registry, module):  # pylint: disable=redefined-outer-name
