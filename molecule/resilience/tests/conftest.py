@@ -261,12 +261,17 @@ def _private_collections() -> Path:
 
 
 def run_site(
-    extra: dict | None = None, unset: tuple[str, ...] = (), timeout: float = 900, label: str = "site", playbook: str | None = None
+    extra: dict | None = None,
+    unset: tuple[str, ...] = (),
+    timeout: float = 900,
+    label: str = "site",
+    playbook: str | None = None,
+    diff: bool = False,
 ) -> SiteRun:
     """The site playbook (converge.yml, which imports selfhosted.registry.site) on the registry host, as a user runs it.
 
     Extra vars: the state's overrides (what earlier tests changed), then `extra`.
-    `playbook`: another ansible-playbook than the one of the tests' virtualenv.
+    `playbook`: another ansible-playbook than the one of the tests' virtualenv; `diff`: with --diff.
     """
     state = load_state()
     variables = {k: v for k, v in state["overrides"].items() if k not in unset}
@@ -286,7 +291,7 @@ def run_site(
     )
     start = time.time()
     result = subprocess.run(
-        [playbook, f"--inventory={inventory}", f"--extra-vars=@{vars_file}", str(SCENARIO_DIR / "converge.yml")],
+        [playbook, f"--inventory={inventory}", f"--extra-vars=@{vars_file}", *(["--diff"] if diff else []), str(SCENARIO_DIR / "converge.yml")],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -41,10 +41,13 @@ REMOVED_USER = {"name": "ci", "password": "ci-test-password-0123456789"}
 NEW_HSTS_MAX_AGE = 600
 # A new config.yml (http.draintimeout) and stop grace period: the registry is recreated.
 NEW_DRAIN_TIMEOUT = 30
+# A secret in the registry's environment (the registry makes no outgoing
+# connection with filesystem storage): the run with --diff must not show it.
+PROXY_SECRET = "proxy-secret-c0ffee"
 
 
-def site_action(changes: dict, label: str):
-    return lambda: run_site(changes, label=label)
+def site_action(changes: dict, label: str, diff: bool = False):
+    return lambda: run_site(changes, label=label, diff=diff)
 
 
 def test_a_users_an_nginx_and_a_registry_setting_changed(client, images):
@@ -58,10 +61,12 @@ def test_a_users_an_nginx_and_a_registry_setting_changed(client, images):
         "registry_users": [PULLER, NEW_USER],
         "proxy_hsts_max_age": NEW_HSTS_MAX_AGE,
         "registry_drain_timeout": NEW_DRAIN_TIMEOUT,
+        "registry_environment": {"HTTPS_PROXY": f"http://registry:{PROXY_SECRET}@proxy.invalid:3128"},
     }
     label = "(a) user added + user removed + nginx setting + registry config changed"
-    window, run = measure(client, images[0], label, site_action(changes, "a-users-nginx-config"))
+    window, run = measure(client, images[0], label, site_action(changes, "a-users-nginx-config", diff=True))
     assert run.rc == 0, run.tail()
+    assert PROXY_SECRET not in run.output, "--diff showed a value of registry_environment"
     apply_overrides(changes)
     assert_no_failed_pull(window)
     assert http_status(client, "/v2/", NEW_USER["name"], NEW_USER["password"])[0] == 200
