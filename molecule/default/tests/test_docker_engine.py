@@ -63,17 +63,20 @@ def test_docker_info_reports_the_configuration(host, hostvars):
     assert mirrors == [mirror.rstrip("/") for mirror in hostvars["docker_registry_mirrors"]]
 
 
-def test_dockerd_environment_dropin(host, hostvars):
-    dropin = host.file("/etc/systemd/system/docker.service.d/environment.conf")
-    assert dropin.user == "root"
-    assert dropin.mode == 0o640
+def test_dockerd_environment_file(host, hostvars):
+    """dockerd's environment in a file only root reads: `systemctl show`, open to every user, does not show it."""
+    env_file = host.file("/etc/docker/selfhosted-registry.env")
+    assert (env_file.user, env_file.group, env_file.mode) == ("root", "root", 0o600)
     environment = hostvars["docker_service_environment"]
     assert environment.get("DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE") == "1"
     for name, value in environment.items():
-        assert f'Environment="{name}={value}"' in dropin.content_string
-    # systemd has loaded it (daemon-reload ran) and dockerd got it (restarted).
-    unit_environment = run_ok(host, "systemctl show docker.service --property=Environment")
-    assert "DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1" in unit_environment
+        assert f'{name}="{value}"' in env_file.content_string
+    dropin = host.file("/etc/systemd/system/docker.service.d/environment.conf")
+    assert "EnvironmentFile=/etc/docker/selfhosted-registry.env" in dropin.content_string
+    assert "DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE" not in dropin.content_string
+    # systemd has loaded it (daemon-reload ran), shows the file and not the values, and dockerd got them (restarted).
+    assert "/etc/docker/selfhosted-registry.env" in run_ok(host, "systemctl show docker.service --property=EnvironmentFiles")
+    assert "DOCKER_ALLOW_IPV6" not in run_ok(host, "systemctl show docker.service --property=Environment")
     pid = run_ok(host, "systemctl show docker.service --property=MainPID --value").strip()
     process_environment = host.file(f"/proc/{pid}/environ").content.split(b"\0")
     assert b"DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1" in process_environment
