@@ -2,7 +2,9 @@
 
 download.docker.com is unreachable from the test platform. ../docker_upstream_check.yml
 runs the role in check mode with the upstream source on the converged hosts and
-checks the deb822 source it renders with apt itself (see the playbook).
+checks the deb822 source it renders with apt itself, then for real with a key
+that is not Docker's, which the role must refuse and remove with the
+repository (see the playbook).
 """
 
 from __future__ import annotations
