@@ -286,3 +286,30 @@ def test_renewal_is_served_without_restart(host, registry):
         time.sleep(1)
     assert serial != before_serial, "nginx still serves the old certificate"
     assert container_state(registry) == before_containers
+
+
+def test_a_stale_certificate_is_served_after_the_next_certbot_run(host, registry):
+    """A reload after a renewal failed: certbot.service's next run (its timer's) makes nginx serve tls/ again.
+
+    Stands in for a failed reload: tls/ gets the lineage's previous certificate
+    (after the renewal above) without a reload; the served one is then stale.
+    """
+    domain = registry.domain
+    tls = "/opt/registry/tls"
+    served_before = served_certificate(host, domain)
+    run_ok(registry.host, "cp /etc/letsencrypt/archive/%s/fullchain1.pem %s/fullchain.pem", domain, tls)
+    run_ok(registry.host, "cp /etc/letsencrypt/archive/%s/privkey1.pem %s/privkey.pem", domain, tls)
+    on_disk = run_ok(registry.host, "cat %s/fullchain.pem", tls)
+    try:
+        assert served_certificate(host, domain) == served_before, "nginx reloaded by itself"
+        run_ok(registry.host, "systemctl start certbot.service")
+        assert served_certificate(host, domain) == on_disk.split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
+        journal = run_ok(registry.host, "journalctl --unit certbot.service --no-pager --output cat | tail -n 20")
+        assert "serves another certificate than" in journal and "reloaded nginx" in journal, journal
+        # Once more: nothing stale, nothing reloaded, the end date in the journal.
+        run_ok(registry.host, "systemctl start certbot.service")
+        journal = run_ok(registry.host, "journalctl --unit certbot.service --no-pager --output cat | tail -n 3")
+        assert f"serves the certificate of {tls} (notAfter=" in journal, journal
+    finally:
+        run_ok(registry.host, "cp /etc/letsencrypt/live/%s/fullchain.pem /etc/letsencrypt/live/%s/privkey.pem %s/", domain, domain, tls)
+        run_ok(registry.host, "/usr/local/sbin/selfhosted-registry-reload-proxy --if-stale")
