@@ -22,6 +22,8 @@ import tempfile
 import time
 import uuid
 
+import docker
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from targets import run, run_module_directly  # noqa: E402 pylint: disable=import-error,wrong-import-position
 
@@ -154,7 +156,27 @@ class Stack(object):
         for summary in self.client.containers(all=True, filters={'name': self.name + '-'}):
             self.client.remove_container(summary['Id'], force=True)
         for network in self.client.networks(filters=selector):
-            self.client.remove_network(network['Id'])
+            self._remove_network(network['Id'])
+
+    def _remove_network(self, network_id, attempts=10):
+        """Remove a network, and whatever is still attached to it.
+
+        The engine may still list the endpoint of a container it has just
+        removed (seen after a failed start-first replacement): try again.
+        """
+        for attempt in range(attempts):
+            for container_id in self.client.inspect_network(network_id).get('Containers') or {}:
+                try:
+                    self.client.remove_container(container_id, force=True)
+                except docker.errors.NotFound:
+                    pass
+            try:
+                self.client.remove_network(network_id)
+                return
+            except docker.errors.APIError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.5)
         for volume in self.client.volumes(filters=selector).get('Volumes') or []:
             self.client.remove_volume(volume['Name'], force=True)
 
