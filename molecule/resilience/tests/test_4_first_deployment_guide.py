@@ -119,3 +119,4 @@ def test_the_first_deployment_guide(controller):
         timeout=300,
     )
     assert password not in site, "the site run printed a password"
+    assert f"WARNING: {DOMAIN} resolves to" not in site, "the name points at this host, yet the run warned it does not"
