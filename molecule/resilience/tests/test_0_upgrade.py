@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 
 from conftest import (
+    DOMAIN,
     REGISTRY_HOST,
     apply_overrides,
     assert_no_failed_pull,
@@ -70,6 +71,8 @@ def test_upgrade_from_2_8_to_3_loses_nothing_and_fails_no_pull(client, images):
     # the registry that runs now; its top directory, which an earlier role made root's, keeps its owner here:
     # made root's, it would shut out the running registry, which a real old host runs as root).
     REGISTRY_HOST.out(f"chown -R 0:0 {DATA_DIR}/docker")
+    # The TLS files as earlier releases left them: links into certbot's live/ (the run makes them copies).
+    REGISTRY_HOST.out(f"for f in fullchain.pem privkey.pem; do ln -sfn /etc/letsencrypt/live/{DOMAIN}/$f /opt/registry/tls/$f; done")
     window, run = measure(client, images[0], "upgrade 2.8.3 -> 3.1.1", lambda: run_site({"registry_image": NEW_IMAGE}, label="upgrade"))
     assert run.rc == 0, run.tail()
     apply_overrides({"registry_image": NEW_IMAGE})
@@ -83,6 +86,8 @@ def test_upgrade_from_2_8_to_3_loses_nothing_and_fails_no_pull(client, images):
     foreign = REGISTRY_HOST.out(f"find {DATA_DIR} ! -uid {REGISTRY_IDS[0]} -o ! -gid {REGISTRY_IDS[1]}")
     assert not foreign, f"not given to the registry's user: {foreign[:2000]}"
     assert REGISTRY_HOST.out(f"docker inspect --format '{{{{.Config.User}}}}' {CONTAINER}").strip() == "%d:%d" % REGISTRY_IDS
+    links = REGISTRY_HOST.out("find /opt/registry/tls -type l")
+    assert not links, f"links into /etc/letsencrypt left in tls/: {links}"
 
     # Every digest stored by 2.8 pulls from 3.1.1, every link of the API resolves.
     failed = {ref: error for ref, error in pull_all(client, stored).items() if error}
