@@ -25,7 +25,8 @@ BIG_IMAGE_DIR = "/var/tmp/selfhosted-test-big-image"
 
 def curl_headers(client, *args):
     """Status and headers (lowercase names) of one request with Pebble's root trusted."""
-    output = run_ok(client, "curl --silent --show-error --cacert %s --output /dev/null --dump-header - " + shlex.join(args), PEBBLE_ROOT)
+    # run_ok formats the command with %: a % in the arguments (a URL-encoded query) is doubled.
+    output = run_ok(client, "curl --silent --show-error --cacert %s --output /dev/null --dump-header - " + shlex.join(args).replace("%", "%%"), PEBBLE_ROOT)
     lines = output.replace("\r", "").strip().splitlines()
     headers = {}
     for line in lines[1:]:
