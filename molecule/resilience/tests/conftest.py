@@ -489,7 +489,7 @@ def load_loop(client: Container, image: dict, phase: str, max_seconds: float = 9
     client.run(f"rm -f {log} {log}.done {log}.stop")
     client.run(
         f"nohup {CLIENT_TOOL} load --ref {image['ref']} --ca {PEBBLE_ROOT} --log {log} --stop-file {log}.stop"
-        f" --max-seconds {max_seconds} --max-pulls {max_pulls} --pull-timeout 60 --pull-interval 0.5 --probe-interval 0.25"
+        f" --max-seconds {max_seconds} --max-pulls {max_pulls} --pull-timeout 60 --pull-interval 1 --probe-interval 0.25"
         f" >{log}.out 2>&1 &",
         env={"RESILIENCE_CREDS": f"{PULLER['name']}:{PULLER['password']}"},
     )

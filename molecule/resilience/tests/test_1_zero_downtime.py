@@ -3,7 +3,7 @@
 The client (files/resilience_client.py `load`) pulls one image (two 2 MiB
 layers) by digest with skopeo into a fresh directory (every blob really
 transferred and checked against its digest), one pull after another but at
-most two a second, and GETs its manifest every 0.25 s (probe). Each change
+most one a second, and GETs its manifest every 0.25 s (probe). Each change
 below runs while the loop runs; the loop goes on for two more pulls after the
 change is done. Bounded: the loop stops after 15 minutes or 2000 pulls
 whatever happens, each pull after 60 s.

@@ -73,6 +73,8 @@ def test_the_first_deployment_guide(controller):
     edit(main, "certificates_acme_email: hostmaster@example.com", "certificates_acme_email: hostmaster@resilience.test")
     platform = yaml.safe_load((INVENTORY_DIR / "group_vars/all").read_text())
     platform.update(
+        # Pebble in place of Let's Encrypt's staging CA, which the example starts with.
+        certificates_acme_staging=False,
         certificates_acme_directory_url="https://pebble:14000/dir",
         certificates_acme_ca_bundle="/usr/local/share/selfhosted-test/pebble-listener-ca.pem",
     )
