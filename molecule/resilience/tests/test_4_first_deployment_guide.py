@@ -28,8 +28,8 @@ from conftest import CLIENT, DOMAIN, INVENTORY_DIR, PROJECT_DIR, REGISTRY_HOST, 
 BIN = Path(sys.executable).parent
 
 
-@pytest.fixture(scope="module")
-def controller(tmp_path_factory) -> dict:
+@pytest.fixture(scope="module", name="controller")
+def fixture_controller(tmp_path_factory) -> dict:
     """A controller's home and environment: nothing of molecule's, the collection installed as step 4 says."""
     home = tmp_path_factory.mktemp("guide-controller")
     env = {key: value for key, value in os.environ.items() if not key.startswith(("ANSIBLE_", "MOLECULE_"))}
@@ -37,8 +37,9 @@ def controller(tmp_path_factory) -> dict:
     return {"home": home, "env": env}
 
 
-def run(controller: dict, argv: list, cwd: Path | None = None, timeout: float = 300) -> str:
-    result = subprocess.run(argv, cwd=cwd, env=controller["env"], capture_output=True, text=True, timeout=timeout, check=False)
+def run(on: dict, argv: list, cwd: Path | None = None, timeout: float = 300) -> str:
+    """Run a command on the controller `on` (the fixture's home and environment); its stdout."""
+    result = subprocess.run(argv, cwd=cwd, env=on["env"], capture_output=True, text=True, timeout=timeout, check=False)
     assert result.returncode == 0, f"{argv[:3]} failed ({result.returncode}): {result.stdout[-3000:]} {result.stderr[-3000:]}"
     return result.stdout
 
