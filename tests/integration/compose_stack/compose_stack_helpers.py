@@ -157,6 +157,8 @@ class Stack(object):
             self.client.remove_container(summary['Id'], force=True)
         for network in self.client.networks(filters=selector):
             self._remove_network(network['Id'])
+        for volume in self.client.volumes(filters=selector).get('Volumes') or []:
+            self.client.remove_volume(volume['Name'], force=True)
 
     def _remove_network(self, network_id, attempts=10):
         """Remove a network, and whatever is still attached to it.
@@ -177,8 +179,6 @@ class Stack(object):
                 if attempt == attempts - 1:
                     raise
                 time.sleep(0.5)
-        for volume in self.client.volumes(filters=selector).get('Volumes') or []:
-            self.client.remove_volume(volume['Name'], force=True)
 
 
 class LocalRegistry(object):
