@@ -22,119 +22,35 @@ Run: PATH=$PWD/.venv/bin:$PATH .venv/bin/pytest -q tests/integration/htpasswd_us
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import json
-import http.client
 import os
-import shutil
-import time
-import uuid
 
 import pytest
 
-from targets import REPO, run, run_module, run_module_directly  # pylint: disable=import-error
+from registry_container import Registry, registry_config, registry_image as newest_registry_image  # pylint: disable=import-error
+from targets import run_module, run_module_directly  # pylint: disable=import-error
 
-DOCKER = '/usr/bin/docker' if os.path.exists('/usr/bin/docker') else shutil.which('docker')
-PLATFORM = os.path.join(REPO, 'tests', 'platform', 'platform')
-IMAGE_REPOSITORY = 'selfhosted-test/registry'
-CONTAINER_PREFIX = 'htpasswd-it-'
-
-REGISTRY_CONFIG = """\
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: /var/lib/registry
-http:
-  addr: :5000
-auth:
-  htpasswd:
-    realm: htpasswd-it
-    path: /auth/htpasswd
-"""
-
-
-# --------------------------------------------------------------------------
-# the registry
-
-
-def _newest_registry_image():
-    listed = run([DOCKER, 'image', 'ls', '--format', '{{.Repository}}:{{.Tag}}', IMAGE_REPOSITORY]).stdout.split()
-    tags = [image for image in listed if not image.endswith(':<none>')]
-    return max(tags, key=lambda image: [int(p) if p.isdigit() else p for p in image.split(':')[1].split('.')]) if tags else None
+REGISTRY_CONFIG = registry_config(
+    '  htpasswd:\n'
+    '    realm: htpasswd-it\n'
+    '    path: /auth/htpasswd\n'
+)
 
 
 @pytest.fixture(scope='session')
 def registry_image():
-    if DOCKER is None or run([DOCKER, 'info'], check=False).returncode != 0:
-        pytest.fail('these tests need a running Docker engine and its CLI (/usr/bin/docker)')
-    image = os.environ.get('HTPASSWD_USER_REGISTRY_IMAGE') or _newest_registry_image()
-    if image is None:
-        built = run([PLATFORM, 'images'], check=False, timeout=1500)
-        if built.returncode != 0:
-            pytest.fail('tests/platform/platform images failed:\n%s%s' % (built.stdout, built.stderr))
-        image = _newest_registry_image()
-        if image is None:
-            pytest.fail('tests/platform/platform images built no %s image' % IMAGE_REPOSITORY)
-    return image
+    return os.environ.get('HTPASSWD_USER_REGISTRY_IMAGE') or newest_registry_image()
 
 
-class Registry:
-    """One registry container reading <root>/auth/htpasswd through a directory mount."""
+class HtpasswdRegistry(Registry):
+    """A registry reading <root>/auth/htpasswd through a directory mount."""
 
     def __init__(self, root, image):
-        self.auth_dir = os.path.join(root, 'auth')
-        self.config_dir = os.path.join(root, 'config')
-        os.makedirs(self.auth_dir)
-        os.makedirs(self.config_dir)
-        with open(os.path.join(self.config_dir, 'config.yml'), 'w') as handle:
-            handle.write(REGISTRY_CONFIG)
-        self.htpasswd = os.path.join(self.auth_dir, 'htpasswd')
-        self.image = image
-        self.name = CONTAINER_PREFIX + uuid.uuid4().hex[:10]
-        self.port = None
-
-    def start(self):
-        run([DOCKER, 'run', '--detach', '--name', self.name, '--publish', '127.0.0.1::5000',
-             '--volume', '%s:/auth:ro' % self.auth_dir,
-             '--volume', '%s:/etc/htpasswd-it:ro' % self.config_dir,
-             self.image, '/etc/htpasswd-it/config.yml'])
-        self.port = int(run([DOCKER, 'port', self.name, '5000/tcp']).stdout.split()[0].rsplit(':', 1)[1])
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if self.status() == 401:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                logs = run([DOCKER, 'logs', '--tail', '30', self.name], check=False)
-                pytest.fail('registry %s did not answer 401 on /v2/ within 30 s:\n%s%s' % (self.name, logs.stdout, logs.stderr))
-            time.sleep(0.3)
-
-    def status(self, user=None, password=None):
-        """HTTP status of GET /v2/, with basic auth when a user is given."""
-        headers = {}
-        if user is not None:
-            token = base64.b64encode(('%s:%s' % (user, password)).encode()).decode()
-            headers['Authorization'] = 'Basic ' + token
-        connection = http.client.HTTPConnection('127.0.0.1', self.port, timeout=10)
-        try:
-            connection.request('GET', '/v2/', headers=headers)
-            response = connection.getresponse()
-            response.read()
-            return response.status
-        finally:
-            connection.close()
-
-    def started(self):
-        """Start time and PID: both change if the container restarts."""
-        return run([DOCKER, 'inspect', '--format', '{{.State.StartedAt}} {{.State.Pid}} {{.RestartCount}}', self.name]).stdout.strip()
-
-    def remove(self):
-        run([DOCKER, 'rm', '--force', self.name], check=False)
+        auth_dir = os.path.join(root, 'auth')
+        os.makedirs(auth_dir)
+        super().__init__(root, image, REGISTRY_CONFIG, {auth_dir: '/auth'})
+        self.htpasswd = os.path.join(auth_dir, 'htpasswd')
 
 
 # --------------------------------------------------------------------------
@@ -166,7 +82,7 @@ class Module:
 
 @pytest.fixture
 def registry(tmp_path, registry_image):  # pylint: disable=redefined-outer-name
-    created = Registry(str(tmp_path), registry_image)
+    created = HtpasswdRegistry(str(tmp_path), registry_image)
     yield created
     created.remove()
 
