@@ -41,6 +41,28 @@ def test_lineage_was_made_with_pebble_and_the_webroot(host):
     assert "key_type = ecdsa\n" in conf
 
 
+def test_acme_account_is_bound_with_the_key_from_a_root_only_file(host):
+    """External account binding where asked for: the key in a file root alone reads, never on certbot's command line.
+
+    certbot's debug logs (every run's) hold its command line and the CA's
+    answers: the account Pebble created carries the binding it verified.
+    """
+    variables = hostvars(host)
+    domain, kid, key = variables["registry_domain"], variables.get("certificates_acme_eab_kid", ""), variables.get("certificates_acme_eab_hmac_key", "")
+    eab_file = host.file(f"/etc/letsencrypt/selfhosted-registry-eab-{domain}.ini")
+    logs = run_ok(host, "cat /var/log/letsencrypt/letsencrypt.log*")
+    if not kid:
+        assert not eab_file.exists
+        assert '"externalAccountBinding"' not in logs
+        return
+    assert (eab_file.user, eab_file.group, eab_file.mode) == ("root", "root", 0o600)
+    assert eab_file.content_string == f"eab-kid = {kid}\neab-hmac-key = {key}\n"
+    assert '"externalAccountBinding"' in logs, "no account with a binding in certbot's logs"
+    assert key not in logs
+    # Nor in certbot's renewal settings, which any user may read.
+    assert key not in host.file(f"/etc/letsencrypt/renewal/{domain}.conf").content_string
+
+
 def test_certbot_answered_an_http01_challenge(host):
     # certbot's debug log (rotated at every run) names the challenge type it performed.
     logs = run_ok(host, "cat /var/log/letsencrypt/letsencrypt.log*")

@@ -4,6 +4,8 @@
 #   PEBBLE_HTTP_PORT / PEBBLE_TLS_PORT  ports Pebble validates HTTP-01 / TLS-ALPN-01 on (80 / 443)
 # /etc/pebble/listener-ca.pem is the CA clients trust to talk to Pebble's API;
 # the CA that signs issued certificates is Pebble's own (https://pebble:15000/roots/0).
+# External account binding is optional; a client that sends one must sign it
+# with the test key of kid selfhosted-test-eab (base64url, a public test value).
 set -eu
 dir=/etc/pebble
 mkdir -p "$dir"
@@ -34,7 +36,8 @@ cat >"$dir/config.json" <<CONFIG
     "httpPort": ${PEBBLE_HTTP_PORT:-80},
     "tlsPort": ${PEBBLE_TLS_PORT:-443},
     "ocspResponderURL": "",
-    "externalAccountBindingRequired": false
+    "externalAccountBindingRequired": false,
+    "externalAccountMACKeys": {"selfhosted-test-eab": "c2VsZmhvc3RlZC1yZWdpc3RyeS10ZXN0LWVhYi1rZXk"}
   }
 }
 CONFIG
