@@ -10,8 +10,8 @@ Each supported Debian release is a virtualenv at the repository root,
 the modules import (requirements-target-<name>.txt beside this file), built
 by scripts/bootstrap:
 
-* debian12: Python 3.11, Docker SDK 5.0.3, bcrypt 3.2.2, PyYAML (bookworm)
-* debian13: Python 3.13, Docker SDK 7.1.0, bcrypt 4.2.0, PyYAML (trixie)
+* debian12: Python 3.11, Docker SDK 5.0.3, bcrypt 3.2.2, cryptography 38.0.4, PyYAML (bookworm)
+* debian13: Python 3.13, Docker SDK 7.1.0, bcrypt 4.2.0, cryptography 43.0.0, PyYAML (trixie)
 
 SELFHOSTED_TEST_TARGETS="name=/path/to/python,..." replaces them.
 

@@ -15,6 +15,7 @@ class Registry:
     domain: str
     users: list
     host: testinfra.host.Host  # the registry host itself, for commands there
+    auth_mode: str = "htpasswd"  # registry_auth_mode
 
 
 def _inventory(config: pytest.Config) -> str:
@@ -33,7 +34,13 @@ def registry(request: pytest.FixtureRequest) -> Registry:
     name = request.param
     host = testinfra.get_host(f"ansible://{name}", ansible_inventory=_inventory(request.config))
     variables = host.ansible.get_variables()
-    return Registry(name=name, domain=variables["registry_domain"], users=variables["registry_users"], host=host)
+    return Registry(
+        name=name,
+        domain=variables["registry_domain"],
+        users=variables["registry_users"],
+        host=host,
+        auth_mode=variables.get("registry_auth_mode", "htpasswd"),
+    )
 
 
 def run_ok(host, command: str, *args) -> str:

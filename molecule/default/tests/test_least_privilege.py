@@ -94,10 +94,15 @@ def test_nothing_is_writable_outside_the_mounts_meant_for_it(host, container, pa
     assert "Read-only file system" in result.stderr
 
 
+def auth_mode(host):
+    return host.ansible.get_variables().get("registry_auth_mode", "htpasswd")
+
+
 def test_the_registry_writes_its_storage_and_reads_but_cannot_change_its_configuration(host):
     run_ok(host, "docker exec registry-registry-1 touch /var/lib/registry/.written-by-test")
     run_ok(host, "rm %s/data/.written-by-test", BASE_DIR)
-    for path in ("/auth/htpasswd", "/etc/distribution/config.yml", "/etc/docker/registry/config.yml"):
+    readable = {"htpasswd": "/auth/htpasswd", "token": "/auth/token-bundle.pem"}[auth_mode(host)]
+    for path in (readable, "/etc/distribution/config.yml", "/etc/docker/registry/config.yml"):
         result = host.run("docker exec registry-registry-1 sh -c 'test ! -e %s || cat %s >/dev/null && ! test -w %s'",
                           path, path, path)
         assert result.rc == 0, f"{path}: {result.stderr}"
@@ -106,14 +111,52 @@ def test_the_registry_writes_its_storage_and_reads_but_cannot_change_its_configu
 @pytest.mark.parametrize("path, owner, mode", [
     (f"{BASE_DIR}/config", ("root", "selfhosted-registry"), 0o750),
     (f"{BASE_DIR}/config/config.yml", ("root", "selfhosted-registry"), 0o640),
-    (f"{BASE_DIR}/auth", ("root", "selfhosted-registry"), 0o750),
-    (f"{BASE_DIR}/auth/htpasswd", ("root", "selfhosted-registry"), 0o640),
     (f"{BASE_DIR}/secrets", ("root", "root"), 0o700),
     (f"{BASE_DIR}/data", ("selfhosted-registry", "selfhosted-registry"), 0o750),
 ])
 def test_owners_and_modes(host, path, owner, mode):
     item = host.file(path)
     assert ((item.user, item.group), item.mode) == (owner, mode)
+
+
+def test_the_users_file_is_for_whoever_checks_passwords(host):
+    """htpasswd mode: the registry reads it; token mode: the token service alone, the registry not even that."""
+    if auth_mode(host) == "htpasswd":
+        expected = {"auth": (("root", "selfhosted-registry"), 0o750), "auth/htpasswd": (("root", "selfhosted-registry"), 0o640)}
+    else:
+        expected = {
+            "auth": (("root", "selfhosted-registry"), 0o751),
+            "auth/htpasswd": (("root", "selfhosted-registry-token"), 0o640),
+            "auth/token-bundle.pem": (("root", "selfhosted-registry"), 0o640),
+            "token": (("root", "selfhosted-registry-token"), 0o750),
+            "token/signing-key.pem": (("selfhosted-registry-token", "selfhosted-registry-token"), 0o400),
+            "token/config.json": (("root", "selfhosted-registry-token"), 0o640),
+        }
+        result = host.run("docker exec registry-registry-1 cat /auth/htpasswd")
+        assert result.rc != 0 and "Permission denied" in result.stderr, "the registry reads the users file in token mode"
+    for path, (owner, mode) in expected.items():
+        item = host.file(f"{BASE_DIR}/{path}")
+        assert ((item.user, item.group), item.mode) == (owner, mode), path
+
+
+def test_the_token_service_runs_confined_as_its_own_user(host):
+    """Token mode: its own user, no network of its own, a read-only system; htpasswd mode: no such service."""
+    unit = host.service("selfhosted-registry-token.socket")
+    if auth_mode(host) == "htpasswd":
+        assert not host.file("/etc/systemd/system/selfhosted-registry-token.service").exists
+        return
+    assert unit.is_enabled and unit.is_running
+    properties = dict(
+        line.split("=", 1)
+        for line in run_ok(host, "systemctl show selfhosted-registry-token.service "
+                                 "-p User -p PrivateNetwork -p ProtectSystem -p NoNewPrivileges -p CapabilityBoundingSet -p ActiveState").splitlines()
+    )
+    assert properties == {
+        "User": "selfhosted-registry-token", "PrivateNetwork": "yes", "ProtectSystem": "strict",
+        "NoNewPrivileges": "yes", "CapabilityBoundingSet": "", "ActiveState": "active",
+    }
+    pid = run_ok(host, "systemctl show -p MainPID --value selfhosted-registry-token.service").strip()
+    assert run_ok(host, "stat -c %%U /proc/%s", pid).strip() == "selfhosted-registry-token"
 
 
 def test_the_registry_owns_everything_in_its_storage(host):

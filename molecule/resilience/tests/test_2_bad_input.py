@@ -100,6 +100,19 @@ CASES = [
         ),
         says=("'bob:builder' contains ':'", "73 bytes long", "'alice' is given twice", "example inventory"),
     ),
+    # Access rules of token mode: every wrong rule at once.
+    Case(
+        "access-rules",
+        "registry_access_rules",
+        {
+            "registry_auth_mode": "token",
+            "registry_access_rules": [
+                {"users": ["nobody"], "repositories": ["team/*"], "actions": ["pull"]},
+                {"anonymous": True, "repositories": ["Public/*"], "actions": ["pull", "own"]},
+            ],
+        },
+        says=("registry_access_rules[0] names users that registry_users does not have: nobody", "'Public/*' is not", "actions must be"),
+    ),
     # Ports and nginx.
     Case("https-port-negative", "proxy_https_port", {"proxy_https_port": -443}),
     # Storage.
@@ -146,9 +159,10 @@ CASES = [
     Case(
         "registry-spec",
         ("registry_users", "registry_users_bcrypt_cost", "registry_users_update_password", "registry_storage_driver",
-         "registry_major_version", "registry_environment"),
+         "registry_major_version", "registry_environment", "registry_auth_mode"),
         {
             **users({**OTHER, "state": "gone"}),
+            "registry_auth_mode": "kerberos",
             "registry_users_bcrypt_cost": "high",
             "registry_users_update_password": "sometimes",
             "registry_storage_driver": "azure",
