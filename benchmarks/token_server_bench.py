@@ -17,7 +17,8 @@ side in one run:
    passed, and in how long;
 4. guessing: --guesses wrong passwords from one address as fast as they are
    answered: how many were checked (401) and how many refused unchecked
-   (429), at the default limit of 10 failures a minute.
+   (429), at the default limit of 10 failures a minute;
+5. the service's resident memory afterwards.
 
 Run from the repository root:
   .venv/bin/python benchmarks/token_server_bench.py [--cost 12] [--target debian12]
@@ -125,6 +126,8 @@ def main():
             started = time.perf_counter()
             guesses = [guesser.token('mallory', 'guess-%d' % number)[0] for number in range(args.guesses)]
             guess_seconds = time.perf_counter() - started
+            with open('/proc/%d/status' % server.pid, encoding='ascii') as handle:
+                resident = dict(line.split()[:2] for line in handle if line.startswith(('VmRSS:', 'VmHWM:')))
         finally:
             server.terminate()
             server.wait(timeout=10)
@@ -142,6 +145,8 @@ def main():
         args.burst, burst.count(200), args.burst, burst_seconds))
     print('| guessing: %d wrong passwords from one address | %d checked (401), %d refused unchecked (429), in %.2f s |' % (
         args.guesses, guesses.count(401), guesses.count(429), guess_seconds))
+    print('| the service\'s memory after all of it (resident, peak) | %.1f MiB, %.1f MiB |' % (
+        int(resident['VmRSS:']) / 1024, int(resident['VmHWM:']) / 1024))
 
 
 if __name__ == '__main__':
