@@ -15,7 +15,7 @@ class Registry:
     domain: str
     users: list
     host: testinfra.host.Host  # the registry host itself, for commands there
-    auth_mode: str = "htpasswd"  # registry_auth_mode
+    auth_mode: str = "token"  # registry_auth_mode
 
 
 def _inventory(config: pytest.Config) -> str:
@@ -39,7 +39,7 @@ def registry(request: pytest.FixtureRequest) -> Registry:
         domain=variables["registry_domain"],
         users=variables["registry_users"],
         host=host,
-        auth_mode=variables.get("registry_auth_mode", "htpasswd"),
+        auth_mode=variables.get("registry_auth_mode", "token"),  # the role's default
     )
 
 

@@ -322,14 +322,20 @@ def test_requests_in_progress_per_client_are_limited(host, registry):
 # --- docker and skopeo -------------------------------------------------------------------------
 
 
+def write_build_dir(client, build_dir, size):
+    """A Dockerfile for an image of one layer: `size` random bytes."""
+    run_ok(
+        client,
+        "mkdir -p {d} && head -c {size} /dev/urandom > {d}/payload && printf 'FROM scratch\\nCOPY payload /payload\\n' > {d}/Dockerfile".format(
+            d=build_dir, size=size),
+    )
+
+
 def test_docker_login_build_push_pull_by_digest(host, registry):
     user = registry.users[0]
     tag = f"{registry.domain}/smoke/built:{uuid.uuid4().hex[:12]}"
     build_dir = f"/var/tmp/build-{uuid.uuid4().hex}"
-    run_ok(
-        host,
-        "mkdir -p {d} && head -c 1048576 /dev/urandom > {d}/payload && printf 'FROM scratch\\nCOPY payload /payload\\n' > {d}/Dockerfile".format(d=build_dir),
-    )
+    write_build_dir(host, build_dir, 1048576)
     try:
         run_ok(host, "echo %s | docker login --username %s --password-stdin %s", user["password"], user["name"], registry.domain)
         run_ok(host, "docker build --quiet --tag %s %s", tag, build_dir)
@@ -346,6 +352,30 @@ def test_docker_login_build_push_pull_by_digest(host, registry):
         assert run_ok(host, "docker image inspect --format '{{.Id}}' %s", pushed[0]).strip() == image_id
     finally:
         host.run("docker logout %s", registry.domain)
+        host.run("rm -rf %s", build_dir)
+
+
+def test_anonymous_pulls_only_what_the_rules_make_public(host, registry):
+    """Token mode: an image under public/ pulls without login, one elsewhere does not; htpasswd mode: nothing without login."""
+    user = registry.users[0]
+    build_dir = f"/var/tmp/build-{uuid.uuid4().hex}"
+    name = uuid.uuid4().hex[:12]
+    public, private = f"{registry.domain}/public/{name}:1", f"{registry.domain}/smoke/{name}:1"
+    write_build_dir(host, build_dir, 4096)
+    try:
+        run_ok(host, "echo %s | docker login --username %s --password-stdin %s", user["password"], user["name"], registry.domain)
+        run_ok(host, "docker build --quiet --tag %s --tag %s %s", public, private, build_dir)
+        run_ok(host, "docker push --quiet %s && docker push --quiet %s", public, private)
+        run_ok(host, "docker logout %s", registry.domain)
+        run_ok(host, "docker image rm %s %s", public, private)
+        anonymous_public = host.run("docker pull --quiet %s", public)
+        assert (anonymous_public.rc == 0) == (registry.auth_mode == "token"), anonymous_public.stderr
+        anonymous_private = host.run("docker pull --quiet %s", private)
+        assert anonymous_private.rc != 0
+        assert "denied" in anonymous_private.stderr or "unauthorized" in anonymous_private.stderr, anonymous_private.stderr
+    finally:
+        host.run("docker logout %s", registry.domain)
+        host.run("docker image rm %s %s", public, private)
         host.run("rm -rf %s", build_dir)
 
 

@@ -95,7 +95,7 @@ def test_nothing_is_writable_outside_the_mounts_meant_for_it(host, container, pa
 
 
 def auth_mode(host):
-    return host.ansible.get_variables().get("registry_auth_mode", "htpasswd")
+    return host.ansible.get_variables().get("registry_auth_mode", "token")  # the role's default
 
 
 def test_the_registry_writes_its_storage_and_reads_but_cannot_change_its_configuration(host):

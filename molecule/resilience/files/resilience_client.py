@@ -6,6 +6,7 @@ Subcommands:
               bounded in time and count, one JSON line per attempt
   walk        walk the registry through its API: catalog, tags, manifests,
               blobs; report every broken link
+  status      one GET through the API: status and headers
 
 Credentials come from the environment (RESILIENCE_CREDS="user:password"),
 not the command line. Only the Python standard library and skopeo are used.
@@ -20,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -28,6 +30,7 @@ import tarfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 MANIFEST_TYPES = ", ".join(
@@ -170,24 +173,68 @@ def make_image(args: argparse.Namespace) -> None:
 
 
 class Api:
-    """The registry's API over HTTPS with basic auth, one connection per request."""
+    """The registry's API over HTTPS, one connection per request, authenticated as docker does it.
 
-    def __init__(self, registry: str, ca: str, timeout: float = 10.0) -> None:
+    A request first goes with basic auth (or none without credentials); a
+    401 with a Bearer challenge (token authentication) gets a token from the
+    challenge's realm, for its service and scope, which the request is sent
+    again with; tokens are kept per scope until the registry refuses one.
+    """
+
+    def __init__(self, registry: str, ca: str, timeout: float = 10.0, anonymous: bool = False) -> None:
         self.base = f"https://{registry}"
         self.context = ssl.create_default_context(cafile=ca)
-        self.auth = "Basic " + base64.b64encode(creds().encode()).decode()
+        self.basic = None if anonymous else "Basic " + base64.b64encode(creds().encode()).decode()
         self.timeout = timeout
+        self.tokens: dict[str, str] = {}
+        self.lock = threading.Lock()
 
-    def request(self, path: str, method: str = "GET", accept: str | None = None) -> tuple[int, dict, bytes]:
-        request = urllib.request.Request(self.base + path, method=method)
-        request.add_header("Authorization", self.auth)
-        if accept:
-            request.add_header("Accept", accept)
+    def _send(self, url: str, method: str, headers: dict) -> tuple[int, dict, bytes]:
+        request = urllib.request.Request(url, method=method, headers={k: v for k, v in headers.items() if v})
         try:
             with urllib.request.urlopen(request, context=self.context, timeout=self.timeout) as response:
                 return response.status, dict(response.headers), response.read()
         except urllib.error.HTTPError as error:
             return error.code, dict(error.headers), error.read()
+
+    @staticmethod
+    def _scope_key(path: str) -> str:
+        """What a request to `path` needs a token for: its repository, or the catalog."""
+        name = path.split("?")[0][len("/v2/"):]
+        if name.startswith("_catalog"):
+            return "catalog"
+        for marker in ("/manifests/", "/blobs/", "/tags/"):
+            if marker in name:
+                return name.split(marker)[0]
+        return ""
+
+    def _token(self, challenge: str) -> tuple[int, str]:
+        """Status of the token request for a Bearer challenge, and the header it gives."""
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        query = urllib.parse.urlencode([(k, fields[k]) for k in ("service", "scope") if k in fields])
+        status, _headers, body = self._send(f"{fields.get('realm', '')}?{query}", "GET", {"Authorization": self.basic})
+        return status, ("Bearer " + json.loads(body)["token"]) if status == 200 else ""
+
+    def request(self, path: str, method: str = "GET", accept: str | None = None) -> tuple[int, dict, bytes]:
+        key = self._scope_key(path)
+        with self.lock:
+            authorization = self.tokens.get(key, self.basic)
+        status, headers, body = self._send(self.base + path, method, {"Authorization": authorization, "Accept": accept})
+        challenge = {k.lower(): v for k, v in headers.items()}.get("www-authenticate", "")
+        if status != 401 or not challenge.startswith("Bearer "):
+            return status, headers, body
+        token_status, authorization = self._token(challenge)
+        if token_status != 200:
+            return token_status, headers, body
+        with self.lock:
+            self.tokens[key] = authorization
+        return self._send(self.base + path, method, {"Authorization": authorization, "Accept": accept})
+
+
+def status(args: argparse.Namespace) -> None:
+    """One GET, as the client tool authenticates: its status and headers (lowercase names) as JSON."""
+    code, headers, _body = Api(args.registry, args.ca, timeout=20, anonymous=args.anonymous).request(args.path, accept=args.accept)
+    print(json.dumps({"status": code, "headers": {k.lower(): v for k, v in headers.items()}}))
 
 
 # --- load ----------------------------------------------------------------------------------------
@@ -336,6 +383,14 @@ def main() -> None:
     p.add_argument("--probe-interval", type=float, default=0.25)
     p.add_argument("--probe-timeout", type=float, default=10)
     p.set_defaults(func=load)
+
+    p = sub.add_parser("status")
+    p.add_argument("path")
+    p.add_argument("--registry", required=True)
+    p.add_argument("--ca", required=True)
+    p.add_argument("--accept")
+    p.add_argument("--anonymous", action="store_true", help="no credentials (RESILIENCE_CREDS unused)")
+    p.set_defaults(func=status)
 
     p = sub.add_parser("walk")
     p.add_argument("--registry", required=True)

@@ -40,7 +40,9 @@ INVENTORY_DIR = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent if "MOLECULE_
 SCENARIO_DIR = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", Path(__file__).resolve().parent.parent))
 
 DOMAIN = "registry.resilience.test"
+# molecule.yml's registry_users.
 PULLER = {"name": "alice", "password": "alice-test-password"}
+CI_USER = {"name": "ci", "password": "ci-test-password-0123456789"}
 PEBBLE_ROOT = "/usr/local/share/selfhosted-test/pebble-root.pem"
 # Run by the client's python3: ansible-test allows no shebang in test files.
 CLIENT_TOOL = "python3 /usr/local/bin/resilience-client"
@@ -391,18 +393,13 @@ MANIFEST_ACCEPT = "application/vnd.oci.image.manifest.v1+json, application/vnd.d
 
 
 def http_status(client: Container, path: str, user: str | None = None, password: str | None = None) -> tuple[int, dict]:
-    """Status and headers (lowercase names) of a GET through nginx, Pebble's root trusted."""
-    auth = f"--user {shlex.quote(user + ':' + password)}" if user else ""
-    output = client.out(
-        f"curl --silent --show-error --max-time 20 --cacert {PEBBLE_ROOT} {auth} --header {shlex.quote('Accept: ' + MANIFEST_ACCEPT)}"
-        f" --output /dev/null --dump-header - https://{DOMAIN}{path}"
-    )
-    lines = output.replace("\r", "").strip().splitlines()
-    headers = {}
-    for line in lines[1:]:
-        key, _colon, value = line.partition(":")
-        headers[key.strip().lower()] = value.strip()
-    return int(lines[0].split()[1]), headers
+    """Status and headers (lowercase names) of a GET through nginx, as a client authenticates (basic auth or a token)."""
+    command = f"{CLIENT_TOOL} status --registry {DOMAIN} --ca {PEBBLE_ROOT} --accept {shlex.quote(MANIFEST_ACCEPT)} {shlex.quote(path)}"
+    if user is None:
+        result = json.loads(client.out(command + " --anonymous", timeout=60))
+    else:
+        result = json.loads(client.out(command, timeout=60, env={"RESILIENCE_CREDS": f"{user}:{password}"}))
+    return result["status"], result["headers"]
 
 
 def served_serial(client: Container) -> str:

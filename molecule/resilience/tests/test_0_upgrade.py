@@ -23,7 +23,9 @@ from __future__ import annotations
 import json
 
 from conftest import (
+    CI_USER,
     DOMAIN,
+    PULLER,
     REGISTRY_HOST,
     apply_overrides,
     assert_no_failed_pull,
@@ -117,3 +119,28 @@ def test_authentication_and_private_ports_survive_the_upgrade(client):
     addresses = [line.split()[3] for line in listening.splitlines() if line.startswith("tcp")]
     ports = sorted({address.rsplit(":", 1)[1] for address in addresses if not address.startswith("127.0.0.11:")})
     assert ports == ["5000"], listening
+
+
+def test_switch_to_token_authentication_keeps_every_password(client):
+    """An htpasswd deployment (the scenario starts as one) moves to token authentication, the role's default.
+
+    Every user logs in with the password they had; every image pulls; the
+    registry now challenges for a token and no longer reads the users file.
+    The later test files run in token mode.
+    """
+    assert http_status(client, "/v2/")[1].get("www-authenticate", "").startswith("Basic ")
+    users = [PULLER, CI_USER]  # molecule.yml's registry_users
+    run = run_site({"registry_auth_mode": "token"}, label="switch-to-token")
+    assert run.rc == 0, run.tail()
+    apply_overrides({"registry_auth_mode": "token"})
+
+    status, headers = http_status(client, "/v2/")
+    assert status == 401 and headers["www-authenticate"] == f'Bearer realm="https://{DOMAIN}/auth/token",service="{DOMAIN}"'
+    for user in users:
+        assert http_status(client, "/v2/", user["name"], user["password"])[0] == 200, user["name"]
+    assert http_status(client, "/v2/", PULLER["name"], "not-the-password")[0] == 401
+    failed = {ref: error for ref, error in pull_all(client, load_state()["images"]).items() if error}
+    assert not failed, failed
+    walk = walk_registry(client)
+    assert not walk["errors"], walk["errors"]
+    report(f"switch to token authentication: {len(users)} users log in with their passwords; API walk {walk['counts']}")

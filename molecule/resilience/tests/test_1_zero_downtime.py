@@ -21,6 +21,7 @@ needs.
 from __future__ import annotations
 
 from conftest import (
+    CI_USER,
     PULLER,
     REGISTRY_HOST,
     apply_overrides,
@@ -37,13 +38,14 @@ from conftest import (
 )
 
 NEW_USER = {"name": "late", "password": "late-test-password"}
-REMOVED_USER = {"name": "ci", "password": "ci-test-password-0123456789"}
+REMOVED_USER = CI_USER
 NEW_HSTS_MAX_AGE = 600
 # A new config.yml (http.draintimeout) and stop grace period: the registry is recreated.
 NEW_DRAIN_TIMEOUT = 30
 # A secret in the registry's environment (the registry makes no outgoing
 # connection with filesystem storage): the run with --diff must not show it.
 PROXY_SECRET = "proxy-secret-c0ffee"
+TOKEN_SERVICE_PID = "systemctl show --property MainPID --value selfhosted-registry-token.service"
 
 
 def site_action(changes: dict, label: str, diff: bool = False):
@@ -51,19 +53,27 @@ def site_action(changes: dict, label: str, diff: bool = False):
 
 
 def test_a_users_an_nginx_and_a_registry_setting_changed(client, images):
-    """Users and nginx.conf reach the running containers (htpasswd, reload); a new config.yml recreates the registry.
+    """Users, access rules and nginx.conf reach the running services (the users file, the token service restarted
+    behind its socket, nginx reloaded); a new config.yml recreates the registry.
 
-    One site run for all three, as an operator would change them: no pull may
-    fail, the proxy stays, and no pushed image may be lost.
+    One site run for all of them, as an operator would change them: no pull
+    may fail, the proxy stays, and no pushed image may be lost.
     """
     before = containers_of_stack()
     changes = {
         "registry_users": [PULLER, NEW_USER],
+        # Token mode (test_0_upgrade.py switched to it): the new user may push
+        # under late/ too.
+        "registry_access_rules": [
+            {"users": ["*"], "repositories": ["**"], "actions": ["pull", "push"]},
+            {"users": [NEW_USER["name"]], "repositories": ["late/*"], "actions": ["pull", "push", "delete"]},
+        ],
         "proxy_hsts_max_age": NEW_HSTS_MAX_AGE,
         "registry_drain_timeout": NEW_DRAIN_TIMEOUT,
         "registry_environment": {"HTTPS_PROXY": f"http://registry:{PROXY_SECRET}@proxy.invalid:3128"},
     }
-    label = "(a) user added + user removed + nginx setting + registry config changed"
+    label = "(a) user added + user removed + access rules + nginx setting + registry config changed"
+    token_service_pid = REGISTRY_HOST.out(TOKEN_SERVICE_PID).strip()
     window, run = measure(client, images[0], label, site_action(changes, "a-users-nginx-config", diff=True))
     assert run.rc == 0, run.tail()
     assert PROXY_SECRET not in run.output, "--diff showed a value of registry_environment"
@@ -73,6 +83,9 @@ def test_a_users_an_nginx_and_a_registry_setting_changed(client, images):
     assert http_status(client, "/v2/", REMOVED_USER["name"], REMOVED_USER["password"])[0] == 401
     _status, headers = http_status(client, "/v2/")
     assert headers["strict-transport-security"] == f"max-age={NEW_HSTS_MAX_AGE}"
+    # The token service runs again with the new rules.
+    assert REGISTRY_HOST.out(TOKEN_SERVICE_PID).strip() not in ("0", token_service_pid), "the token service was not restarted"
+    assert '"late/*"' in REGISTRY_HOST.out("cat /opt/registry/token/config.json")
     after = containers_of_stack()
     assert after["registry"].split()[0] != before["registry"].split()[0], "the registry container was not recreated"
     assert after["proxy"] == before["proxy"], "the proxy container was recreated or restarted"
