@@ -310,10 +310,9 @@ class TokenService:
             return 'limited', wait
         # An unknown user costs a bcrypt check at the users' cost as well: the
         # time taken does not tell which users exist.
-        if bcrypt.checkpw(password.encode(), stored or decoy_hash(self.users.cost)):
-            if stored is not None:
-                self.cache.add(user, password, stored)
-                return 'ok', 0
+        if checks_out(password, stored or decoy_hash(self.users.cost)) and stored is not None:
+            self.cache.add(user, password, stored)
+            return 'ok', 0
         self.by_address.fail(keys[:1])
         self.by_user.fail(keys[1:])
         return 'denied', 0
@@ -334,6 +333,14 @@ class TokenService:
         token = self.signer.sign(claims)
         issued = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
         return {'token': token, 'access_token': token, 'expires_in': self.token_lifetime, 'issued_at': issued}, access
+
+
+def checks_out(password, stored):
+    """Whether bcrypt accepts `password` for `stored`; a malformed hash (edited by hand) accepts nothing."""
+    try:
+        return bcrypt.checkpw(password.encode(), stored)
+    except ValueError:
+        return False
 
 
 @functools.lru_cache(maxsize=4)

@@ -151,9 +151,12 @@ def test_passwords_are_checked_once_then_cached_until_the_hash_changes(config, m
 
 
 def test_unknown_users_and_non_bcrypt_entries_are_denied(config):
+    with open(config['htpasswd'], 'ab') as handle:
+        handle.write(b'broken:$2y$05$not-a-hash\n')
     service = token_server.TokenService(config)
     assert service.authenticate('nobody', ALICE, '192.0.2.1') == ('denied', 0)
     assert service.authenticate('old', 'anything', '192.0.2.2') == ('denied', 0)
+    assert service.authenticate('broken', 'anything', '192.0.2.2') == ('denied', 0)
 
 
 def test_unknown_users_cost_a_check_at_the_users_cost(config, monkeypatch):
