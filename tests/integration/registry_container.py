@@ -28,13 +28,14 @@ CONTAINER_PREFIX = 'registry-it-'
 CONFIG_MOUNT = '/etc/registry-it'
 
 
-def registry_config(auth):
-    """A registry configuration on filesystem storage, port 5000, with `auth` (YAML lines, indented) as its auth section."""
+def registry_config(auth, delete=False):
+    """A registry configuration on filesystem storage (deletes on or off), port 5000, with `auth` (YAML lines, indented)."""
     return (
         'version: 0.1\n'
         'log:\n  level: warn\n'
         'storage:\n  filesystem:\n    rootdirectory: /var/lib/registry\n'
-        'http:\n  addr: :5000\n'
+        + ('  delete:\n    enabled: true\n' if delete else '')
+        + 'http:\n  addr: :5000\n'
         'auth:\n' + auth
     )
 

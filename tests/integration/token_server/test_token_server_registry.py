@@ -41,7 +41,8 @@ REGISTRY_CONFIG = registry_config(
     '    realm: %s\n'
     '    service: %s\n'
     '    issuer: %s\n'
-    '    rootcertbundle: /auth/token-bundle.pem\n' % (REALM, SERVICE, ISSUER)
+    '    rootcertbundle: /auth/token-bundle.pem\n' % (REALM, SERVICE, ISSUER),
+    delete=True,
 )
 
 RULES = [
@@ -162,6 +163,13 @@ def test_tokens_open_what_the_rules_allow(setup):
     status, _headers, body = registry.request('GET', '/v2/_catalog', bearer(tokens.token('alice', ALICE, ['registry:catalog:*'])))
     assert status == 200 and json.loads(body)['repositories'] == ['team/app']
     assert registry.request('GET', '/v2/_catalog', bearer(tokens.token('ci', CI, ['registry:catalog:*'])))[0] == 401
+
+    # Deletes (on in this registry): ci's token holds no delete, alice's does.
+    manifest_path = '/v2/team/app/manifests/sha256:' + hashlib.sha256(manifest.encode()).hexdigest()
+    ci_delete = tokens.token('ci', CI, ['repository:team/app:delete'])
+    assert registry.request('DELETE', manifest_path, bearer(ci_delete))[0] == 401
+    assert registry.request('DELETE', manifest_path, bearer(tokens.token('alice', ALICE, ['repository:team/app:delete'])))[0] == 202
+    assert registry.request('GET', manifest_path, bearer(ci_token))[0] == 404
 
 
 def test_tampered_and_expired_tokens_are_refused(setup, tmp_path):
