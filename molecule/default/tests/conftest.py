@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 import pytest
 import testinfra
+import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
+
+
+ROLES = pathlib.Path(__file__).resolve().parents[3] / "roles"
+
+
+def role_defaults(role: str) -> dict:
+    """A role's defaults/main.yml: what the scenario's hosts get where molecule.yml sets nothing."""
+    return yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())
+
+
+def auth_mode(variables: dict) -> str:
+    """A registry host's registry_auth_mode: molecule.yml's, else the role's default."""
+    return variables.get("registry_auth_mode", role_defaults("registry")["registry_auth_mode"])
 
 
 @dataclasses.dataclass
@@ -15,7 +30,7 @@ class Registry:
     domain: str
     users: list
     host: testinfra.host.Host  # the registry host itself, for commands there
-    auth_mode: str = "token"  # registry_auth_mode
+    auth_mode: str  # registry_auth_mode
 
 
 def _inventory(config: pytest.Config) -> str:
@@ -39,7 +54,7 @@ def registry(request: pytest.FixtureRequest) -> Registry:
         domain=variables["registry_domain"],
         users=variables["registry_users"],
         host=host,
-        auth_mode=variables.get("registry_auth_mode", "token"),  # the role's default
+        auth_mode=auth_mode(variables),
     )
 
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
-import pathlib
 import shlex
 import time
 import uuid
 
 import pytest
-import yaml
-from conftest import run_ok
+from conftest import role_defaults, run_ok
 
 testinfra_hosts = ["ansible://client"]
 
@@ -237,7 +235,7 @@ def test_forwarded_headers_of_clients_do_not_reach_the_registry(host, registry):
 # --- limits per client -----------------------------------------------------------------------
 
 # The proxy role's defaults, which the registry hosts of this scenario keep.
-PROXY_DEFAULTS = yaml.safe_load((pathlib.Path(__file__).resolve().parents[3] / "roles/proxy/defaults/main.yml").read_text())
+PROXY_DEFAULTS = role_defaults("proxy")
 CLIENT_HEADER_TIMEOUT = PROXY_DEFAULTS["proxy_client_header_timeout"]
 REQUESTS_PER_CLIENT = PROXY_DEFAULTS["proxy_requests_per_client"]
 
@@ -513,7 +511,7 @@ def test_a_stale_certificate_is_served_after_the_next_certbot_run(host, registry
 # Last in this file: the failed logins below lock this client's address out
 # of new logins on the registry host for a minute.
 
-REGISTRY_DEFAULTS = yaml.safe_load((pathlib.Path(__file__).resolve().parents[3] / "roles/registry/defaults/main.yml").read_text())
+REGISTRY_DEFAULTS = role_defaults("registry")
 
 
 def test_a_burst_of_good_logins_is_not_limited(host, registry):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import auth_mode as registry_auth_mode
 from conftest import run_ok
 
 testinfra_hosts = ["ansible://registry"]
@@ -95,7 +96,7 @@ def test_nothing_is_writable_outside_the_mounts_meant_for_it(host, container, pa
 
 
 def auth_mode(host):
-    return host.ansible.get_variables().get("registry_auth_mode", "token")  # the role's default
+    return registry_auth_mode(host.ansible.get_variables())
 
 
 def test_the_registry_writes_its_storage_and_reads_but_cannot_change_its_configuration(host):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from conftest import run_ok
+from conftest import auth_mode, run_ok
 
 testinfra_hosts = ["ansible://registry"]
 
@@ -30,7 +30,7 @@ def test_nginx_sees_only_its_files_of_the_host(host):
     mounts = json.loads(run_ok(host, "docker inspect --format '{{json .Mounts}}' registry-proxy-1"))
     sources = sorted(mount["Source"] for mount in mounts if mount["Type"] == "bind")
     expected = [f"{BASE_DIR}/nginx", f"{BASE_DIR}/tls", f"{BASE_DIR}/acme"]
-    if hostvars(host).get("registry_auth_mode", "token") == "token":  # the role's default
+    if auth_mode(hostvars(host)) == "token":
         expected.append("/run/selfhosted-registry-token")  # the token service's socket
     assert sources == sorted(expected), sources
 
