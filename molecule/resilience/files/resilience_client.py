@@ -232,8 +232,12 @@ class Api:
 
 
 def status(args: argparse.Namespace) -> None:
-    """One GET, as the client tool authenticates: its status and headers (lowercase names) as JSON."""
-    code, headers, _body = Api(args.registry, args.ca, timeout=20, anonymous=args.anonymous).request(args.path, accept=args.accept)
+    """One GET, as the client tool authenticates (or with the token given): its status and headers (lowercase names) as JSON."""
+    api = Api(args.registry, args.ca, timeout=20, anonymous=args.anonymous)
+    if args.bearer:
+        code, headers, _body = api._send(api.base + args.path, "GET", {"Authorization": "Bearer " + args.bearer, "Accept": args.accept})
+    else:
+        code, headers, _body = api.request(args.path, accept=args.accept)
     print(json.dumps({"status": code, "headers": {k.lower(): v for k, v in headers.items()}}))
 
 
@@ -390,6 +394,7 @@ def main() -> None:
     p.add_argument("--ca", required=True)
     p.add_argument("--accept")
     p.add_argument("--anonymous", action="store_true", help="no credentials (RESILIENCE_CREDS unused)")
+    p.add_argument("--bearer", help="send this token, as it is, and no other")
     p.set_defaults(func=status)
 
     p = sub.add_parser("walk")

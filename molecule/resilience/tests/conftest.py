@@ -269,11 +269,13 @@ def run_site(
     label: str = "site",
     playbook: str | None = None,
     diff: bool = False,
+    site: str | None = None,
 ) -> SiteRun:
     """The site playbook (converge.yml, which imports selfhosted.registry.site) on the registry host, as a user runs it.
 
     Extra vars: the state's overrides (what earlier tests changed), then `extra`.
-    `playbook`: another ansible-playbook than the one of the tests' virtualenv; `diff`: with --diff.
+    `playbook`: another ansible-playbook than the one of the tests' virtualenv; `diff`: with --diff; `site`: another
+    playbook of the collection (its FQCN) than the site playbook.
     """
     state = load_state()
     variables = {k: v for k, v in state["overrides"].items() if k not in unset}
@@ -293,7 +295,7 @@ def run_site(
     )
     start = time.time()
     result = subprocess.run(
-        [playbook, f"--inventory={inventory}", f"--extra-vars=@{vars_file}", *(["--diff"] if diff else []), str(SCENARIO_DIR / "converge.yml")],
+        [playbook, f"--inventory={inventory}", f"--extra-vars=@{vars_file}", *(["--diff"] if diff else []), site or str(SCENARIO_DIR / "converge.yml")],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -392,10 +394,15 @@ def walk_registry(client: Container) -> dict:
 MANIFEST_ACCEPT = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
 
 
-def http_status(client: Container, path: str, user: str | None = None, password: str | None = None) -> tuple[int, dict]:
-    """Status and headers (lowercase names) of a GET through nginx, as a client authenticates (basic auth or a token)."""
+def http_status(
+    client: Container, path: str, user: str | None = None, password: str | None = None, bearer: str | None = None
+) -> tuple[int, dict]:
+    """Status and headers (lowercase names) of a GET through nginx, as a client authenticates (basic auth or a token),
+    or with the token `bearer` and no other."""
     command = f"{CLIENT_TOOL} status --registry {DOMAIN} --ca {PEBBLE_ROOT} --accept {shlex.quote(MANIFEST_ACCEPT)} {shlex.quote(path)}"
-    if user is None:
+    if bearer is not None:
+        result = json.loads(client.out(command + f" --bearer {shlex.quote(bearer)}", timeout=60))
+    elif user is None:
         result = json.loads(client.out(command + " --anonymous", timeout=60))
     else:
         result = json.loads(client.out(command, timeout=60, env={"RESILIENCE_CREDS": f"{user}:{password}"}))

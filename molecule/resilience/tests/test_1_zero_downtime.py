@@ -8,10 +8,10 @@ below runs while the loop runs; the loop goes on for two more pulls after the
 change is done. Bounded: the loop stops after 15 minutes or 2000 pulls
 whatever happens, each pull after 60 s.
 
-Neither (a) nor (b) may fail a single pull or probe, (a) included, although
-its new config.yml recreates the registry container: the new one starts
+Neither (a), (b) nor (c) may fail a single pull or probe, (a) and (c)
+included, although they recreate the registry container: the new one starts
 beside the old one (test_0_upgrade.py does the same for a new image), and no
-pushed image may be lost. (c), the unchanged configuration, is this
+pushed image may be lost. (d), the unchanged configuration, is this
 scenario's idempotence check, after the upgrade and the changes: it runs
 without the loop, since a run that changes nothing and restarts no container
 (both asserted) cannot fail a pull, and the loop costs CPU the other lane
@@ -20,8 +20,11 @@ needs.
 
 from __future__ import annotations
 
+import shlex
+
 from conftest import (
     CI_USER,
+    DOMAIN,
     PULLER,
     REGISTRY_HOST,
     apply_overrides,
@@ -46,10 +49,24 @@ NEW_DRAIN_TIMEOUT = 30
 # connection with filesystem storage): the run with --diff must not show it.
 PROXY_SECRET = "proxy-secret-c0ffee"
 TOKEN_SERVICE_PID = "systemctl show --property MainPID --value selfhosted-registry-token.service"
+TOKEN_DIR = "/opt/registry/token"
+# A token as the token service signs one, with the key and certificate in the
+# directory given, for pulls of a repository, valid for an hour: the
+# registry takes it as long as it trusts that key.
+FORGE_TOKEN = """
+import sys, time
+sys.path.insert(0, "/usr/local/lib/selfhosted-registry")
+import token_server
+directory, audience, repository = sys.argv[1:]
+now = int(time.time())
+claims = {"iss": "selfhosted-registry-token", "sub": "alice", "aud": audience, "exp": now + 3600, "nbf": now - 1,
+          "iat": now, "jti": "resilience", "access": [{"type": "repository", "name": repository, "actions": ["pull"]}]}
+print(token_server.Signer(directory + "/signing-key.pem", directory + "/signing-certificate.pem").sign(claims))
+"""
 
 
-def site_action(changes: dict, label: str, diff: bool = False):
-    return lambda: run_site(changes, label=label, diff=diff)
+def site_action(changes: dict, label: str, diff: bool = False, site: str | None = None):
+    return lambda: run_site(changes, label=label, diff=diff, site=site)
 
 
 def test_a_users_an_nginx_and_a_registry_setting_changed(client, images):
@@ -67,8 +84,11 @@ def test_a_users_an_nginx_and_a_registry_setting_changed(client, images):
         "registry_access_rules": [
             {"users": ["*"], "repositories": ["**"], "actions": ["pull", "push"]},
             {"users": [NEW_USER["name"]], "repositories": ["late/*"], "actions": ["pull", "push", "delete"]},
+            {"anonymous": True, "repositories": ["load/*"], "actions": ["pull"]},
         ],
         "proxy_hsts_max_age": NEW_HSTS_MAX_AGE,
+        # Short-lived tokens: (c) waits until those signed with the replaced key expired.
+        "registry_token_lifetime": 60,
         "registry_drain_timeout": NEW_DRAIN_TIMEOUT,
         "registry_environment": {"HTTPS_PROXY": f"http://registry:{PROXY_SECRET}@proxy.invalid:3128"},
     }
@@ -86,6 +106,10 @@ def test_a_users_an_nginx_and_a_registry_setting_changed(client, images):
     # The token service runs again with the new rules.
     assert REGISTRY_HOST.out(TOKEN_SERVICE_PID).strip() not in ("0", token_service_pid), "the token service was not restarted"
     assert '"late/*"' in REGISTRY_HOST.out("cat /opt/registry/token/config.json")
+    # Anonymous clients pull what the new rule makes public, and nothing else.
+    for image, status in ((images[0], 200), (images[1], 401)):
+        repository, digest = image["ref"][len(DOMAIN) + 1 :].split("@")
+        assert http_status(client, f"/v2/{repository}/manifests/{digest}")[0] == status, repository
     after = containers_of_stack()
     assert after["registry"].split()[0] != before["registry"].split()[0], "the registry container was not recreated"
     assert after["proxy"] == before["proxy"], "the proxy container was recreated or restarted"
@@ -118,10 +142,42 @@ def test_b_forced_certificate_renewal(client, images):
     assert containers_of_stack() == before
 
 
-def test_c_unchanged_configuration():
+def test_c_token_signing_key_rotated(client, images):
+    """selfhosted.registry.rotate_token_key: the registry trusts a new key, the token service signs with it, and once
+    the tokens of the old key expired the registry trusts the old key no more; the registry is recreated twice.
+
+    No pull or probe may fail; a token signed with the old key passes before and is refused after.
+    """
+    repository, digest = images[0]["ref"][len(DOMAIN) + 1 :].split("@")
+    manifest = f"/v2/{repository}/manifests/{digest}"
+    replaced = "/var/tmp/resilience-replaced-signer"
+    REGISTRY_HOST.out(f"rm -rf {replaced} && mkdir -m 0700 {replaced} && cp {TOKEN_DIR}/signing-*.pem {replaced}/")
+
+    def forged_token() -> str:
+        return REGISTRY_HOST.out(f"python3 -c {shlex.quote(FORGE_TOKEN)} {replaced} {DOMAIN} {repository}").strip()
+
+    assert http_status(client, manifest, bearer=forged_token())[0] == 200, "a token signed with the current key is refused"
     before = containers_of_stack()
-    run = run_site(label="c-unchanged")
-    report(f"(c) unchanged configuration: site run {run.seconds:.1f}s, {run.recap.get('debian13')}")
+    rotate = site_action({}, "c-rotate-token-key", site="selfhosted.registry.rotate_token_key")
+    window, run = measure(client, images[0], "(c) token signing key rotated", rotate)
+    assert run.rc == 0, run.tail()
+    assert_no_failed_pull(window)
+    certificate = REGISTRY_HOST.out(f"cat {TOKEN_DIR}/signing-certificate.pem")
+    assert certificate != REGISTRY_HOST.out(f"cat {replaced}/signing-certificate.pem"), "the key was not replaced"
+    assert REGISTRY_HOST.out("cat /opt/registry/auth/token-bundle.pem") == certificate, "the registry trusts another key"
+    assert REGISTRY_HOST.out(f"find {TOKEN_DIR} -name 'next-*' -o -path '*/retired/*'").strip() == "", "a key was left behind"
+    assert http_status(client, manifest, PULLER["name"], PULLER["password"])[0] == 200
+    assert http_status(client, manifest, bearer=forged_token())[0] == 401, "a token signed with the replaced key passes"
+    after = containers_of_stack()
+    assert after["registry"].split()[0] != before["registry"].split()[0], "the registry container was not recreated"
+    assert after["proxy"] == before["proxy"], "the proxy container was recreated or restarted"
+    REGISTRY_HOST.out(f"rm -rf {replaced}")
+
+
+def test_d_unchanged_configuration():
+    before = containers_of_stack()
+    run = run_site(label="d-unchanged")
+    report(f"(d) unchanged configuration: site run {run.seconds:.1f}s, {run.recap.get('debian13')}")
     assert run.rc == 0, run.tail()
     assert run.recap["debian13"]["changed"] == 0, f"an unchanged configuration changed something: {run.recap}"
     assert containers_of_stack() == before

@@ -113,6 +113,13 @@ CASES = [
         },
         says=("registry_access_rules[0] names users that registry_users does not have: nobody", "'Public/*' is not", "actions must be"),
     ),
+    # A key rotation where no key signs tokens.
+    Case(
+        "key-rotation-without-tokens",
+        "registry_token_key_rotate",
+        {"registry_auth_mode": "htpasswd", "registry_token_key_rotate": True},
+        says=("set registry_auth_mode to token",),
+    ),
     # Ports and nginx.
     Case("https-port-negative", "proxy_https_port", {"proxy_https_port": -443}),
     # Storage.
