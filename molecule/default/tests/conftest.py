@@ -31,6 +31,7 @@ class Registry:
     users: list
     host: testinfra.host.Host  # the registry host itself, for commands there
     auth_mode: str  # registry_auth_mode
+    deletes: bool  # registry_storage_delete
 
 
 def _inventory(config: pytest.Config) -> str:
@@ -55,6 +56,7 @@ def registry(request: pytest.FixtureRequest) -> Registry:
         users=variables["registry_users"],
         host=host,
         auth_mode=auth_mode(variables),
+        deletes=variables.get("registry_storage_delete", role_defaults("registry")["registry_storage_delete"]),
     )
 
 

@@ -317,7 +317,7 @@ def test_requests_in_progress_per_client_are_limited(host, registry):
     assert statuses.count(None) == REQUESTS_PER_CLIENT, statuses
 
 
-# --- docker and skopeo -------------------------------------------------------------------------
+# --- docker, skopeo, crane -------------------------------------------------------------------------
 
 
 def write_build_dir(client, build_dir, size):
@@ -376,6 +376,66 @@ def test_anonymous_pulls_only_what_the_rules_make_public(host, registry):
         host.run("docker logout %s", registry.domain)
         host.run("docker image rm %s %s", public, private)
         host.run("rm -rf %s", build_dir)
+
+
+def crane(client, user, *args, stdin=None):
+    """crane as `user` (its own credentials file), trusting Pebble's root the way Go programs do; the command's result."""
+    config = f"/var/tmp/crane-{user['name']}"
+    environment = f"DOCKER_CONFIG={config} SSL_CERT_FILE={PEBBLE_ROOT}"
+    if not client.file(f"{config}/config.json").exists:
+        run_ok(client, "mkdir -p %s && echo %s | env " + environment + " crane auth login --username %s --password-stdin %s",
+               config, user["password"], user["name"], args[-1].split("/")[0])
+    command = "env " + environment + " crane " + shlex.join(args)
+    return client.run(command if stdin is None else f"echo {shlex.quote(stdin)} | {command}")
+
+
+def test_clients_get_what_the_rules_allow(host, registry):
+    """docker, skopeo and crane as ci, who pulls everything but pushes only under ci/ and deletes nothing (token mode;
+    htpasswd mode: everything), and as alice, who deletes where deletes are on.
+
+    Refusals must reach the user as the client reports them: denied or unauthorized, never a success.
+    """
+    alice, ci = registry.users[0], next(user for user in registry.users if user["name"] == "ci")
+    token_mode = registry.auth_mode == "token"
+    refused = ("denied", "unauthorized", "UNAUTHORIZED", "DENIED")
+    name = uuid.uuid4().hex[:12]
+    pushed, elsewhere, own = (f"{registry.domain}/{path}/{name}:1" for path in ("smoke", "team", "ci"))
+    build_dir = f"/var/tmp/build-{uuid.uuid4().hex}"
+    write_build_dir(host, build_dir, 65536)
+    try:
+        run_ok(host, "echo %s | docker login --username %s --password-stdin %s", alice["password"], alice["name"], registry.domain)
+        run_ok(host, "docker build --quiet --tag %s --tag %s %s", pushed, elsewhere, build_dir)
+        run_ok(host, "docker push --quiet %s", pushed)
+        run_ok(host, "docker logout %s && docker image rm %s", registry.domain, pushed)
+        run_ok(host, "echo %s | docker login --username %s --password-stdin %s", ci["password"], ci["name"], registry.domain)
+        # Pulls: docker, and crane's digest the same.
+        run_ok(host, "docker pull --quiet %s", pushed)
+        digest = run_ok(host, "docker image inspect --format '{{index .RepoDigests 0}}' %s", pushed).strip().split("@")[1]
+        assert crane(host, ci, "digest", pushed).stdout.strip() == digest
+        # Pushes: nowhere but under ci/ in token mode.
+        denied_push = host.run("docker push --quiet %s", elsewhere)
+        assert (denied_push.rc == 0) != token_mode, denied_push.stderr
+        if token_mode:
+            assert any(words in denied_push.stderr for words in refused), denied_push.stderr
+        copied = crane(host, ci, "copy", pushed, own)
+        assert copied.rc == 0, copied.stderr
+        assert crane(host, ci, "digest", own).stdout.strip() == digest
+        # Deletes: never ci's (token mode); alice's where the registry has them on.
+        for client_delete in (
+            lambda: host.run("skopeo delete --creds %s docker://%s", f"{ci['name']}:{ci['password']}", own),
+            lambda: crane(host, ci, "delete", f"{own.rsplit(':', 1)[0]}@{digest}"),
+        ):
+            result = client_delete()
+            if token_mode:
+                assert result.rc != 0 and any(words in result.stderr for words in refused), result.stderr
+        deleted = crane(host, alice, "delete", f"{pushed.rsplit(':', 1)[0]}@{digest}")
+        assert (deleted.rc == 0) == registry.deletes, deleted.stderr
+        gone = host.run("skopeo inspect --raw --creds %s docker://%s", f"{alice['name']}:{alice['password']}", pushed)
+        assert (gone.rc != 0) == registry.deletes, gone.stdout
+    finally:
+        host.run("docker logout %s", registry.domain)
+        host.run("docker image rm %s %s", pushed, elsewhere)
+        host.run("rm -rf %s /var/tmp/crane-%s /var/tmp/crane-%s", build_dir, alice["name"], ci["name"])
 
 
 @pytest.fixture(scope="module")
