@@ -203,3 +203,78 @@ def test_every_trusted_key_works_during_a_rotation_and_no_other(setup):
     registry, servers = setup
     for name, expected in (('old', 200), ('new', 200), ('foreign', 401)):
         assert registry.request('GET', '/v2/', bearer(servers[name].token('alice', ALICE)))[0] == expected, name
+
+
+def test_oci_push_and_pull_flows_work_through_tokens(setup):
+    """The distribution spec's upload and read flows, each with the token a client gets for it.
+
+    Uploads monolithic (POST, PUT) and chunked (POST, PATCH, PATCH, PUT),
+    a manifest by tag, read by tag and by digest, HEAD, the tags list page by
+    page, and a blob mounted from another repository: with pull on the source
+    in the token, refused without.
+    """
+    registry, servers = setup
+    tokens = servers['new']
+    push = bearer(tokens.token('alice', ALICE, ['repository:flows/app:pull,push']))
+    octets = {'Content-Type': 'application/octet-stream'}
+
+    def upload_location(repository, authorization):
+        status, headers, _body = registry.request('POST', '/v2/%s/blobs/uploads/' % repository, authorization)
+        assert status == 202, status
+        return headers['location']
+
+    def with_digest(location, digest):
+        return location + ('&' if '?' in location else '?') + 'digest=' + digest
+
+    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    layer = os.urandom(3 * 65536 + 123)
+    config_digest, layer_digest = ('sha256:' + hashlib.sha256(data).hexdigest() for data in (config, layer))
+    # Monolithic: the whole blob in the PUT that closes the upload.
+    location = upload_location('flows/app', push)
+    assert registry.request('PUT', with_digest(location, config_digest), dict(octets, **push), config)[0] == 201
+    # Chunked: two PATCHes in order, then a PUT without a body.
+    location = upload_location('flows/app', push)
+    middle = 2 * 65536
+    for start, end in ((0, middle), (middle, len(layer))):
+        headers = dict(octets, **push)
+        headers['Content-Range'] = '%d-%d' % (start, end - 1)
+        status, answer, _body = registry.request('PATCH', location, headers, layer[start:end])
+        assert status == 202 and answer['range'] == '0-%d' % (end - 1), (status, answer)
+        location = answer['location']
+    assert registry.request('PUT', with_digest(location, layer_digest), push)[0] == 201
+    status, headers, body = registry.request('GET', '/v2/flows/app/blobs/' + layer_digest, push)
+    assert status == 200 and body == layer and headers['docker-content-digest'] == layer_digest
+
+    manifest = json.dumps({
+        'schemaVersion': 2, 'mediaType': 'application/vnd.oci.image.manifest.v1+json',
+        'config': {'mediaType': 'application/vnd.oci.image.config.v1+json', 'digest': config_digest, 'size': len(config)},
+        'layers': [{'mediaType': 'application/vnd.oci.image.layer.v1.tar', 'digest': layer_digest, 'size': len(layer)}]})
+    manifest_digest = 'sha256:' + hashlib.sha256(manifest.encode()).hexdigest()
+    manifest_type = {'Content-Type': 'application/vnd.oci.image.manifest.v1+json'}
+    for tag in ('v1', 'v2', 'v3'):
+        status, headers, _body = registry.request('PUT', '/v2/flows/app/manifests/' + tag, dict(manifest_type, **push), manifest)
+        assert status == 201 and headers['docker-content-digest'] == manifest_digest
+    accept = dict(push, Accept=manifest_type['Content-Type'])
+    for reference in ('v2', manifest_digest):
+        status, headers, body = registry.request('GET', '/v2/flows/app/manifests/' + reference, accept)
+        assert status == 200 and body.decode() == manifest and headers['docker-content-digest'] == manifest_digest
+    assert registry.request('HEAD', '/v2/flows/app/manifests/v3', accept)[0] == 200
+    assert registry.request('HEAD', '/v2/flows/app/manifests/v4', accept)[0] == 404
+    # The tags list, one page at a time (the Link header names the next);
+    # registry 2.8 pages only the catalog, and answers with every tag.
+    pages, path = [], '/v2/flows/app/tags/list?n=2'
+    while path:
+        status, headers, body = registry.request('GET', path, push)
+        assert status == 200
+        pages.append(json.loads(body)['tags'])
+        path = headers.get('link', '').split(';')[0].strip('<>')
+    assert pages == ([['v1', 'v2', 'v3']] if registry.image.endswith(':2.8.3') else [['v1', 'v2'], ['v3']])
+
+    # A mount: the blob appears in another repository without an upload.
+    both = bearer(tokens.token('alice', ALICE, ['repository:flows/app:pull', 'repository:flows/copy:pull,push']))
+    status, headers, _body = registry.request('POST', '/v2/flows/copy/blobs/uploads/?mount=%s&from=flows/app' % layer_digest, both)
+    assert status == 201 and headers['location'].endswith('/v2/flows/copy/blobs/' + layer_digest), (status, headers)
+    # Without pull on the source the mount is refused: no way to a blob of a repository the token may not read.
+    only_target = bearer(tokens.token('alice', ALICE, ['repository:flows/other:pull,push']))
+    status, headers, _body = registry.request('POST', '/v2/flows/other/blobs/uploads/?mount=%s&from=flows/app' % layer_digest, only_target)
+    assert status == 401 and 'insufficient_scope' in headers['www-authenticate'], status
