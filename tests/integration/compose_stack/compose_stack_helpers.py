@@ -164,14 +164,19 @@ class Stack(object):
         """Remove a network, and whatever is still attached to it.
 
         The engine may still list the endpoint of a container it has just
-        removed (seen after a failed start-first replacement): try again.
+        removed (seen after a failed start-first replacement): such an
+        endpoint goes with a forced disconnect (`docker network disconnect
+        -f`); try again.
         """
         for attempt in range(attempts):
             for container_id in self.client.inspect_network(network_id).get('Containers') or {}:
                 try:
                     self.client.remove_container(container_id, force=True)
                 except docker.errors.NotFound:
-                    pass
+                    try:
+                        self.client.disconnect_container_from_network(container_id, network_id, force=True)
+                    except docker.errors.APIError:
+                        pass
             try:
                 self.client.remove_network(network_id)
                 return
