@@ -233,7 +233,7 @@ class Api:
 
 def status(args: argparse.Namespace) -> None:
     """One GET, as the client tool authenticates (or with the token given): its status and headers (lowercase names) as JSON."""
-    api = Api(args.registry, args.ca, timeout=20, anonymous=args.anonymous)
+    api = Api(args.registry, args.ca, timeout=20, anonymous=args.anonymous or bool(args.bearer))
     if args.bearer:
         code, headers, _body = api._send(api.base + args.path, "GET", {"Authorization": "Bearer " + args.bearer, "Accept": args.accept})
     else:
