@@ -155,3 +155,17 @@ def test_reload_script_tests_the_configuration_then_reloads(host):
     # Another project has no proxy here: nothing to reload, not an error.
     output = run_ok(host, "/usr/local/sbin/selfhosted-registry-reload-proxy no-such-project 2>&1")
     assert "no running proxy container in project no-such-project" in output
+
+
+def test_the_rotate_playbook_replaced_the_signing_key(host):
+    """side_effect_rotate_token_key.yml (token mode, Debian 13): a new key signs, and the registry trusts its
+    certificate alone, the old key's tokens having expired when the playbook ended; htpasswd mode has no key."""
+    certificate = host.file(f"{BASE_DIR}/token/signing-certificate.pem")
+    replaced = host.file("/var/tmp/replaced-signing-certificate.pem")
+    if auth_mode(hostvars(host)) == "htpasswd":
+        assert not certificate.exists and not replaced.exists
+        return
+    assert replaced.exists, "the side effect did not run"
+    assert certificate.content_string != replaced.content_string, "the key was not replaced"
+    assert host.file(f"{BASE_DIR}/auth/token-bundle.pem").content_string == certificate.content_string
+    assert run_ok(host, "find %s/token -name 'next-*' -o -path '*/retired/*'", BASE_DIR).strip() == ""

@@ -269,13 +269,11 @@ def run_site(
     label: str = "site",
     playbook: str | None = None,
     diff: bool = False,
-    site: str | None = None,
 ) -> SiteRun:
     """The site playbook (converge.yml, which imports selfhosted.registry.site) on the registry host, as a user runs it.
 
     Extra vars: the state's overrides (what earlier tests changed), then `extra`.
-    `playbook`: another ansible-playbook than the one of the tests' virtualenv; `diff`: with --diff; `site`: another
-    playbook of the collection (its FQCN) than the site playbook.
+    `playbook`: another ansible-playbook than the one of the tests' virtualenv; `diff`: with --diff.
     """
     state = load_state()
     variables = {k: v for k, v in state["overrides"].items() if k not in unset}
@@ -295,7 +293,7 @@ def run_site(
     )
     start = time.time()
     result = subprocess.run(
-        [playbook, f"--inventory={inventory}", f"--extra-vars=@{vars_file}", *(["--diff"] if diff else []), site or str(SCENARIO_DIR / "converge.yml")],
+        [playbook, f"--inventory={inventory}", f"--extra-vars=@{vars_file}", *(["--diff"] if diff else []), str(SCENARIO_DIR / "converge.yml")],
         capture_output=True,
         text=True,
         timeout=timeout,
