@@ -329,13 +329,17 @@ def write_build_dir(client, build_dir, size):
     )
 
 
+def docker_login(client, registry, user):
+    run_ok(client, "echo %s | docker login --username %s --password-stdin %s", user["password"], user["name"], registry.domain)
+
+
 def test_docker_login_build_push_pull_by_digest(host, registry):
     user = registry.users[0]
     tag = f"{registry.domain}/smoke/built:{uuid.uuid4().hex[:12]}"
     build_dir = f"/var/tmp/build-{uuid.uuid4().hex}"
     write_build_dir(host, build_dir, 1048576)
     try:
-        run_ok(host, "echo %s | docker login --username %s --password-stdin %s", user["password"], user["name"], registry.domain)
+        docker_login(host, registry, user)
         run_ok(host, "docker build --quiet --tag %s %s", tag, build_dir)
         image_id = run_ok(host, "docker image inspect --format '{{.Id}}' %s", tag).strip()
         run_ok(host, "docker push %s", tag)
@@ -361,7 +365,7 @@ def test_anonymous_pulls_only_what_the_rules_make_public(host, registry):
     public, private = f"{registry.domain}/public/{name}:1", f"{registry.domain}/smoke/{name}:1"
     write_build_dir(host, build_dir, 4096)
     try:
-        run_ok(host, "echo %s | docker login --username %s --password-stdin %s", user["password"], user["name"], registry.domain)
+        docker_login(host, registry, user)
         run_ok(host, "docker build --quiet --tag %s --tag %s %s", public, private, build_dir)
         run_ok(host, "docker push --quiet %s && docker push --quiet %s", public, private)
         run_ok(host, "docker logout %s", registry.domain)
@@ -378,15 +382,14 @@ def test_anonymous_pulls_only_what_the_rules_make_public(host, registry):
         host.run("rm -rf %s", build_dir)
 
 
-def crane(client, user, *args, stdin=None):
+def crane(client, user, *args):
     """crane as `user` (its own credentials file), trusting Pebble's root the way Go programs do; the command's result."""
     config = f"/var/tmp/crane-{user['name']}"
     environment = f"DOCKER_CONFIG={config} SSL_CERT_FILE={PEBBLE_ROOT}"
     if not client.file(f"{config}/config.json").exists:
         run_ok(client, "mkdir -p %s && echo %s | env " + environment + " crane auth login --username %s --password-stdin %s",
                config, user["password"], user["name"], args[-1].split("/")[0])
-    command = "env " + environment + " crane " + shlex.join(args)
-    return client.run(command if stdin is None else f"echo {shlex.quote(stdin)} | {command}")
+    return client.run("env " + environment + " crane " + shlex.join(args))
 
 
 def test_clients_get_what_the_rules_allow(host, registry):
@@ -403,11 +406,11 @@ def test_clients_get_what_the_rules_allow(host, registry):
     build_dir = f"/var/tmp/build-{uuid.uuid4().hex}"
     write_build_dir(host, build_dir, 65536)
     try:
-        run_ok(host, "echo %s | docker login --username %s --password-stdin %s", alice["password"], alice["name"], registry.domain)
+        docker_login(host, registry, alice)
         run_ok(host, "docker build --quiet --tag %s --tag %s %s", pushed, elsewhere, build_dir)
         run_ok(host, "docker push --quiet %s", pushed)
         run_ok(host, "docker logout %s && docker image rm %s", registry.domain, pushed)
-        run_ok(host, "echo %s | docker login --username %s --password-stdin %s", ci["password"], ci["name"], registry.domain)
+        docker_login(host, registry, ci)
         # Pulls: docker, and crane's digest the same.
         run_ok(host, "docker pull --quiet %s", pushed)
         digest = run_ok(host, "docker image inspect --format '{{index .RepoDigests 0}}' %s", pushed).strip().split("@")[1]
