@@ -215,14 +215,21 @@ class SiteRun:
         return "\n".join(self.output.splitlines()[-lines:])
 
 
-def _site_inventory(unset: tuple[str, ...], target: Path) -> Path:
-    """Molecule's inventory in `target`, with the current SSH ports and without the variables in `unset`."""
+def _site_inventory(unset: tuple[str, ...], target: Path, registry_hosts: list[str] | None = None) -> Path:
+    """Molecule's inventory in `target`, with the current SSH ports and without the variables in `unset`.
+
+    `registry_hosts`: the hosts of the group `registry` instead of the scenario's.
+    """
     assert INVENTORY_DIR is not None, "run the tests through molecule (MOLECULE_INVENTORY_FILE is not set)"
     shutil.copytree(INVENTORY_DIR, target)
     hosts_file = target / "ansible_inventory.yml"
     inventory = yaml.safe_load(hosts_file.read_text())
+    if registry_hosts is not None:
+        inventory["registry"]["hosts"] = {name: None for name in registry_hosts}
     for name, hostvars in (inventory["all"].get("hosts") or {}).items():
-        hostvars["ansible_port"] = Container(name).ssh_port()
+        # A stopped host (test_5_backup_restore.py) has no port, nor a play.
+        if Container(name).inspect("{{.State.Running}}") == "true":
+            hostvars["ansible_port"] = Container(name).ssh_port()
     # The groups repeat the hosts (YAML anchors in molecule's file): same values.
     for group in inventory.values():
         for name in group.get("hosts") or {}:
@@ -269,17 +276,22 @@ def run_site(
     label: str = "site",
     playbook: str | None = None,
     diff: bool = False,
+    play: str | None = None,
+    check: bool = False,
+    registry_hosts: list[str] | None = None,
 ) -> SiteRun:
     """The site playbook (converge.yml, which imports selfhosted.registry.site) on the registry host, as a user runs it.
 
     Extra vars: the state's overrides (what earlier tests changed), then `extra`.
-    `playbook`: another ansible-playbook than the one of the tests' virtualenv; `diff`: with --diff.
+    `playbook`: another ansible-playbook than the one of the tests' virtualenv; `diff`: with --diff;
+    `play`: another playbook (a collection's, e.g. selfhosted.registry.garbage_collect); `check`: with --check;
+    `registry_hosts`: the hosts of the group `registry` (default: the scenario's).
     """
     state = load_state()
     variables = {k: v for k, v in state["overrides"].items() if k not in unset}
     variables.update(extra or {})
     work = Path(tempfile.mkdtemp(prefix="resilience-run-", dir=EPHEMERAL))
-    inventory = _site_inventory(unset, work / "inventory")
+    inventory = _site_inventory(unset, work / "inventory", registry_hosts)
     vars_file = work / "extra-vars.json"
     vars_file.write_text(json.dumps(variables))
     playbook = playbook or shutil.which("ansible-playbook") or str(Path(sys.executable).parent / "ansible-playbook")
@@ -293,7 +305,14 @@ def run_site(
     )
     start = time.time()
     result = subprocess.run(
-        [playbook, f"--inventory={inventory}", f"--extra-vars=@{vars_file}", *(["--diff"] if diff else []), str(SCENARIO_DIR / "converge.yml")],
+        [
+            playbook,
+            f"--inventory={inventory}",
+            f"--extra-vars=@{vars_file}",
+            *(["--diff"] if diff else []),
+            *(["--check"] if check else []),
+            play or str(SCENARIO_DIR / "converge.yml"),
+        ],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -599,6 +618,11 @@ def host_snapshot(host: Container = REGISTRY_HOST) -> list[str]:
     """Files (metadata, and SHA-256 outside the registry's storage) under /opt/registry, daemon.json,
     dockerd drop-ins, /etc/letsencrypt; containers (ID, image, start time, restarts), images, networks."""
     return host.out(SNAPSHOT_SCRIPT, timeout=120).splitlines()
+
+
+def storage_root() -> str:
+    """Where the registry's data is now: REGISTRY_STORAGE until test_3_faults.py moves it."""
+    return load_state()["overrides"].get("registry_storage_root", REGISTRY_STORAGE)
 
 
 def snapshot_diff(before: list[str], after: list[str]) -> list[str]:

@@ -113,6 +113,20 @@ CASES = [
         },
         says=("registry_access_rules[0] names users that registry_users does not have: nobody", "'Public/*' is not", "actions must be"),
     ),
+    # Retention and garbage collection: every wrong policy at once, then a
+    # schedule that systemd cannot read.
+    Case(
+        "retention-policies",
+        "registry_retention_policies",
+        {
+            "registry_retention_policies": [
+                {"repositories": ["ci/**"], "delete_older_than": "30 days"},
+                {"repositories": ["nightly/*"], "keep_tags": ["v[0-9"]},
+            ]
+        },
+        says=("registry_retention_policies[0]: delete_older_than must be an age", "registry_retention_policies[1] must say which tags go"),
+    ),
+    Case("gc-schedule", "registry_gc_schedule", {"registry_gc_schedule": "every sunday"}, says="systemd calendar event"),
     # A key rotation where no key signs tokens.
     Case(
         "key-rotation-without-tokens",

@@ -44,6 +44,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+# Installed beside this file (the script's directory is on sys.path).
+from repository_patterns import pattern_regex
+
 ACTIONS = ('pull', 'push', 'delete')
 # Largest request body read (OAuth2 form posts are a few hundred bytes).
 MAX_BODY = 8192
@@ -57,13 +60,6 @@ class ConfigError(Exception):
 
 
 # --- access rules -------------------------------------------------------------
-
-
-def pattern_regex(pattern):
-    """A repository pattern as a regex: `*` within one path component, `**` across them."""
-    parts = re.split(r'(\*\*|\*)', pattern)
-    regex = ''.join('.*' if part == '**' else '[^/]*' if part == '*' else re.escape(part) for part in parts)
-    return re.compile(r'\A%s\Z' % regex)
 
 
 class Rules:

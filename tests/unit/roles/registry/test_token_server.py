@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import base64
 import http.client
-import importlib.util
 import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -27,10 +27,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography import x509
 
-SERVER_FILE = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'roles', 'registry', 'files', 'token_server.py')
-_spec = importlib.util.spec_from_file_location('token_server', SERVER_FILE)
-token_server = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(token_server)
+FILES_DIR = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'roles', 'registry', 'files')
+SERVER_FILE = os.path.join(FILES_DIR, 'token_server.py')
+# As installed: the host programs and what they share, side by side.
+sys.path.insert(0, FILES_DIR)
+import token_server  # noqa: E402 pylint: disable=import-error,wrong-import-position
 
 ALICE, CI = 'alice-password', 'ci-password'
 
