@@ -341,10 +341,10 @@ def run(settings, dry_run):
             result['bytes_freed'] = result['bytes_before'] - result['bytes_after']
     finally:
         window.close()
-    result['window_seconds'] = round(time.monotonic() - started, 1)
-    log('write window: closed after %.1f s; %d tags deleted%s' % (
-        result['window_seconds'], len(result['deleted_tags']),
-        ', %d bytes freed' % result['bytes_freed'] if result['bytes_freed'] is not None else ''))
+    window_seconds = round(time.monotonic() - started, 1)
+    result['window_seconds'] = window_seconds
+    freed = '' if result['bytes_freed'] is None else ', %d bytes freed' % result['bytes_freed']
+    log('write window: closed after %.1f s; %d tags deleted%s' % (window_seconds, len(result['deleted_tags']), freed))
     return result
 
 
