@@ -89,7 +89,7 @@ def test_backup_destroy_restore_on_a_new_host(client, images):
         restored_links = NEW_HOST.out(TAG_LINKS.format(storage=storage_root()))
         assert restored_links == links, "tags or their push dates differ on the restored host"
         report(
-            f"backup: {window.summary()}; archive {archive.stat().st_size} bytes; restored on a new host: same certificate,"
+            f"{window.summary()}; archive {archive.stat().st_size} bytes; restored on a new host: same certificate,"
             f" {len(kept)} images pull by digest, API walk {walk['counts']}, push dates kept"
         )
     finally:
