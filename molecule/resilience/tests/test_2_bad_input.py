@@ -61,7 +61,7 @@ def users(*extra: dict) -> dict:
 CASES = [
     # The controller and the host: ansible-core too old (Debian 12's), and a
     # play that does not run as root there.
-    Case("ansible-core-too-old", "ansible-core", controller=".venv-core-unsupported", says=("2.18", "pipx")),
+    Case("ansible-core-too-old", "ansible-core", controller=".venv-core-unsupported", says=("2.19", "pipx")),
     Case(
         "not-root-on-the-host",
         "become: true",

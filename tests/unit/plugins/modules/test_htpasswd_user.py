@@ -5,29 +5,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import stat
 
 import pytest
 
-from ansible.module_utils import basic
 from ansible.module_utils.common import warnings as ansible_warnings
+from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.selfhosted.registry.plugins.module_utils import _htpasswd
 from ansible_collections.selfhosted.registry.plugins.modules import htpasswd_user
-
-
-try:  # ansible-core >= 2.19
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:  # ansible-core 2.18
-    @contextlib.contextmanager
-    def patch_module_args(args):
-        from unittest import mock
-        payload = json.dumps({'ANSIBLE_MODULE_ARGS': args}).encode()
-        with mock.patch.object(basic, '_ANSIBLE_ARGS', payload):
-            yield
 
 
 @pytest.fixture(autouse=True)
@@ -126,7 +114,7 @@ def test_warns_about_non_bcrypt_users(capsys, path):
         handle.write('old:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n')
     result = run_module(capsys, path=path, name='alice', password='pw-a-secret')
     assert len(result['warnings']) == 1
-    warning = json.dumps(result['warnings'])  # a string up to ansible-core 2.18, structured from 2.19
+    warning = json.dumps(result['warnings'])  # structured, not a string
     assert 'old (SHA-1)' in warning and 'W6ph5' not in warning
 
 
