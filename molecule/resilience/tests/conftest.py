@@ -426,6 +426,25 @@ def http_status(
     return result["status"], result["headers"]
 
 
+def wait_until_served(client: Container, path: str = "/v2/", timeout: float = 180) -> float | None:
+    """Time at which `path` answers 200 to the puller through nginx and TLS, None on timeout."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if http_status(client, path, PULLER["name"], PULLER["password"])[0] == 200:
+                return time.time()
+        except AssertionError:
+            pass  # connection refused or reset while the host boots or the stack starts
+        time.sleep(1)
+    return None
+
+
+def manifest_path(image: dict) -> str:
+    """The API path of an image's manifest, by digest."""
+    repository, _at, digest = image["ref"].partition("/")[2].partition("@")
+    return f"/v2/{repository}/manifests/{digest}"
+
+
 def served_serial(client: Container) -> str:
     return client.out(
         f"openssl s_client -connect {DOMAIN}:443 -servername {DOMAIN} -CAfile {PEBBLE_ROOT} -verify_return_error"

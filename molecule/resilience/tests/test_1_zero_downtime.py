@@ -36,6 +36,7 @@ from conftest import (
     containers_of_stack,
     http_status,
     load_state,
+    manifest_path,
     measure,
     pull_all,
     report,
@@ -78,11 +79,6 @@ def site_action(changes: dict, label: str, diff: bool = False):
 
 def repository_of(image: dict) -> str:
     return image["ref"][len(DOMAIN) + 1 :].split("@")[0]
-
-
-def manifest_path(image: dict) -> str:
-    """The API path of an image's manifest, by digest."""
-    return f"/v2/{repository_of(image)}/manifests/{image['ref'].split('@')[1]}"
 
 
 def save_signer() -> str:

@@ -25,12 +25,14 @@ from conftest import (
     containers_of_stack,
     http_status,
     load_state,
+    manifest_path,
     measure,
     pull_all,
     push_layout,
     report,
     run_site,
     served_serial,
+    wait_until_served,
     walk_registry,
 )
 
@@ -47,20 +49,6 @@ def assert_all_data_there(client, label: str) -> None:
     walk = walk_registry(client)
     report(f"{label}: {len(images)} images pull by digest; API walk {walk['counts']}, broken links {len(walk['errors'])}")
     assert not walk["errors"], walk["errors"]
-
-
-def wait_until_served(client, image: dict, timeout: float) -> float | None:
-    """Time at which the manifest of `image` is served again through nginx and TLS, None on timeout."""
-    repository, _at, digest = image["ref"].partition("/")[2].partition("@")
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if http_status(client, f"/v2/{repository}/manifests/{digest}", PULLER["name"], PULLER["password"])[0] == 200:
-                return time.time()
-        except AssertionError:
-            pass  # connection refused or reset while the host boots
-        time.sleep(1)
-    return None
 
 
 def wait_for_boot(host, timeout: float) -> str:
@@ -94,7 +82,7 @@ def test_host_reboot(client, images):
     subprocess.run([DOCKER, "restart", "--time", "60", REGISTRY_HOST.name], check=True, capture_output=True, timeout=180)
     system = wait_for_boot(REGISTRY_HOST, timeout=180)
     booted = time.time()
-    served = wait_until_served(client, images[0], timeout=60)
+    served = wait_until_served(client, manifest_path(images[0]), timeout=60)
     report(
         f"reboot: host booted ({system!r}) {booted - start:.1f}s after the restart began; registry served again "
         + (f"{served - start:.1f}s after it began" if served else "NOT within 60 s after the boot")
@@ -107,7 +95,7 @@ def test_host_reboot(client, images):
             report(f"    reboot: not restarted: {line}")
         # What an administrator would do, so that the data can still be checked.
         REGISTRY_HOST.run("docker ps -aq --filter label=com.docker.compose.project=registry --filter status=exited | xargs -r docker start")
-        assert wait_until_served(client, images[0], timeout=120), "the registry is not served even after starting its containers by hand"
+        assert wait_until_served(client, manifest_path(images[0]), timeout=120), "the registry is not served even after starting its containers by hand"
     assert system == "running", REGISTRY_HOST.out("systemctl --failed --no-legend", check=False)
     served_serial(client)  # the certificate still verifies against Pebble's root
     assert_all_data_there(client, "after the reboot")
@@ -153,7 +141,7 @@ def test_full_disk(client, images):
     run = run_site(changes, label="disk: storage on a small file system")
     assert run.rc == 0, run.tail()
     apply_overrides(changes)
-    assert wait_until_served(client, images[0], timeout=120), "the registry does not serve from the new storage"
+    assert wait_until_served(client, manifest_path(images[0]), timeout=120), "the registry does not serve from the new storage"
     assert_all_data_there(client, f"storage moved to a tmpfs with {SMALL_FS_HEADROOM_MIB} MiB to spare")
 
     # A new image on the client (two 3 MiB layers), then the disk fills up.

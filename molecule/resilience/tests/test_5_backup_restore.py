@@ -15,25 +15,23 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 from conftest import (
     DOCKER,
     DOMAIN,
     EPHEMERAL,
-    PULLER,
     REGISTRY_HOST,
     Container,
     assert_no_failed_pull,
-    http_status,
     load_state,
     measure,
     pull_all,
     report,
     run_site,
-    storage_root,
     served_serial,
+    storage_root,
+    wait_until_served,
     walk_registry,
 )
 
@@ -45,18 +43,6 @@ NETWORK = "selfhosted-test"  # the platform's network (molecule/resources/vars/p
 
 def network(*arguments: str) -> None:
     subprocess.run([DOCKER, "network", *arguments], capture_output=True, text=True, check=True)
-
-
-def wait_until_served(client, timeout: float = 180) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if http_status(client, "/v2/", PULLER["name"], PULLER["password"])[0] == 200:
-                return
-        except AssertionError:
-            pass
-        time.sleep(1)
-    raise AssertionError(f"{DOMAIN} did not answer within {timeout} s")
 
 
 def test_backup_destroy_restore_on_a_new_host(client, images):
@@ -79,7 +65,7 @@ def test_backup_destroy_restore_on_a_new_host(client, images):
             {"registry_restore_archive": str(archive)}, play="selfhosted.registry.restore", label="restore", registry_hosts=["restored"]
         )
         assert restore.rc == 0, restore.tail()
-        wait_until_served(client)
+        assert wait_until_served(client), f"{DOMAIN} is not served by the restored host"
         assert served_serial(client) == serial, "the restored host serves another certificate"
         kept = list(load_state()["images"])
         failed = {ref: error for ref, error in pull_all(client, kept).items() if error}
@@ -95,4 +81,4 @@ def test_backup_destroy_restore_on_a_new_host(client, images):
     finally:
         subprocess.run([DOCKER, "stop", NEW_HOST.name], capture_output=True, check=False)
         subprocess.run([DOCKER, "start", REGISTRY_HOST.name], capture_output=True, check=True)
-        wait_until_served(client, timeout=300)
+        assert wait_until_served(client, timeout=300), f"{DOMAIN} is not served again by {REGISTRY_HOST.name}"
