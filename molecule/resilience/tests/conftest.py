@@ -185,20 +185,21 @@ class SiteRun:
         return hosts
 
     def failures(self) -> list[dict]:
-        """Every failed task: play, task and the result (JSON) that Ansible printed."""
-        found, play, task = [], None, None
+        """Every failed task: play, task, the result (JSON) that Ansible printed, and the tasks that ran before it."""
+        found, play, task, tasks = [], None, None, []
         for line in self.output.splitlines():
             if line.startswith("PLAY ["):
                 play = line[6 : line.rindex("]")]
             elif line.startswith("TASK ["):
                 task = line[6 : line.rindex("]")]
+                tasks.append(task)
             match = re.match(r"^(?:fatal|failed): \[[^\]]+\].*? => (\{.*\})\s*$", line)
             if match:
                 try:
                     result = json.loads(match.group(1))
                 except json.JSONDecodeError:
                     result = {"msg": match.group(1)}
-                found.append({"play": play, "task": task, "result": result})
+                found.append({"play": play, "task": task, "result": result, "after": list(tasks)})
         return found
 
     def failure_messages(self) -> list[str]:

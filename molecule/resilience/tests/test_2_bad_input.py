@@ -15,6 +15,9 @@ And, for all cases at once: each was refused by the site's check play, before
 any role ran (a role that runs later may already have changed the host when a
 check of a later role fails): the check play validates every role's argument
 spec (its `preflight` entry point) and runs its checks.
+A wrong setting that needs nothing of the host to be seen (all cases but those
+marked `host`) is refused in the settings part of the check play, before any
+role's checks ask the host anything.
 
 The cases run RESILIENCE_BAD_INPUT_WORKERS (default 3) at a time: they change
 nothing when they pass, and each fails within the check play. Each case's
@@ -33,6 +36,8 @@ import pytest
 from conftest import PROJECT_DIR, PULLER, SiteRun, host_snapshot, report, run_site, snapshot_diff
 
 CHECK_PLAY = "Check the site settings before changing anything"
+# The check play's task that runs the roles' checks of the host, after the settings of all.
+HOST_CHECKS = "Check what every role needs of the host"
 WORKERS = int(os.environ.get("RESILIENCE_BAD_INPUT_WORKERS", "3"))
 
 OTHER = {"name": "bob", "password": "bob-test-password"}
@@ -48,6 +53,9 @@ class Case:
     says: str | tuple = ""
     # Another ansible-playbook (a virtualenv at the project's root, scripts/bootstrap).
     controller: str = ""
+    # Only the host tells what is wrong (a command, a file or a user of the host):
+    # refused in the host part of the check play, after every role's settings.
+    host: bool = False
 
 
 def users(*extra: dict) -> dict:
@@ -126,7 +134,7 @@ CASES = [
         },
         says=("registry_retention_policies[0]: delete_older_than must be an age", "registry_retention_policies[1] must say which tags go"),
     ),
-    Case("gc-schedule", "registry_gc_schedule", {"registry_gc_schedule": "every sunday"}, says="systemd calendar event"),
+    Case("gc-schedule", "registry_gc_schedule", {"registry_gc_schedule": "every sunday"}, says="systemd calendar event", host=True),
     # A key rotation where no key signs tokens.
     Case(
         "key-rotation-without-tokens",
@@ -142,9 +150,9 @@ CASES = [
     # The role would set the owner and mode of /opt.
     Case("base-dir-top-level", "registry_base_dir", {"registry_base_dir": "/opt"}, says="is '/opt'"),
     # Everything in it would be given to the registry's user.
-    Case("storage-root-shared", "registry_storage_root", {"registry_storage_root": "/var/lib"}, says="/var/lib/"),
+    Case("storage-root-shared", "registry_storage_root", {"registry_storage_root": "/var/lib"}, says=("/var/lib/", "more than the registry's data"), host=True),
     # The registry's user and limits.
-    Case("registry-uid-of-another-user", "registry_uid", {"registry_uid": 1}, says="belongs to daemon"),
+    Case("registry-uid-of-another-user", "registry_uid", {"registry_uid": 1}, says="belongs to daemon", host=True),
     Case("memory-limit-not-a-byte-value", "registry_memory_limit", {"registry_memory_limit": "lots"}),
     # What registry_config_extra and registry_environment may not take from the role.
     Case(
@@ -163,8 +171,8 @@ CASES = [
         says="registry_http_secret",
     ),
     # What the host already runs: the other source's Docker engine, sshd on a proxy port.
-    Case("docker-source-switch", ("docker_install_source", "docker_replace_other_source"), {"docker_install_source": "upstream"}, says="docker.io"),
-    Case("proxy-port-taken", "proxy_https_port", {"proxy_https_port": 22}, says="port 22: sshd"),
+    Case("docker-source-switch", ("docker_install_source", "docker_replace_other_source"), {"docker_install_source": "upstream"}, says="docker.io", host=True),
+    Case("proxy-port-taken", "proxy_https_port", {"proxy_https_port": 22}, says="port 22: sshd", host=True),
     # Images and mirrors.
     Case("registry-image-latest", "registry_image", {"registry_image": "registry:latest"}),
     Case("mirror-url-without-scheme", "docker_registry_mirrors", {"docker_registry_mirrors": ["mirror:5000"]}),
@@ -215,6 +223,12 @@ class Outcome:
         failures = self.run.failures()
         return (failures[0]["play"], failures[0]["task"]) if failures else (None, None)
 
+    @property
+    def asked_the_host(self) -> bool:
+        """Whether the check play had come to the roles' checks of the host when it refused."""
+        failures = self.run.failures()
+        return bool(failures) and HOST_CHECKS in failures[0]["after"]
+
 
 @pytest.fixture(scope="module")
 def outcomes() -> dict:
@@ -264,3 +278,16 @@ def test_every_bad_input_is_refused_before_any_role_runs(outcomes: dict):
     for case_id, (play, task) in late.items():
         report(f"refused only after roles ran: {case_id}: [{play}] {task}")
     assert not late, f"refused only after roles ran (a valid change in the same run would be half applied): {late}"
+
+
+def test_wrong_settings_are_refused_before_the_host_is_asked(outcomes: dict):
+    """A setting wrong on its face is refused by the settings part of the check play, before any command ran on the
+    host for it (at once, and the same answer whatever the host holds); what only the host tells, after."""
+    wrong_part = {
+        case.id: outcomes[case.id].where[1]
+        for case in CASES
+        if outcomes[case.id].run.rc != 0 and outcomes[case.id].asked_the_host != case.host
+    }
+    for case_id, task in wrong_part.items():
+        report(f"refused in the other part of the check play: {case_id}: {task}")
+    assert not wrong_part, f"refused in the other part of the check play than expected (settings / host): {wrong_part}"
