@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from ansible_collections.selfhosted.registry.plugins.module_utils._compose_confinement import parse_memory_limit
-from ansible_collections.selfhosted.registry.plugins.module_utils._compose_load import ComposeError
+from ansible_collections.selfhosted.registry.plugins.module_utils._compose_load import ComposeError, parse_duration
 
 
 def memory_limit(value):
@@ -18,8 +18,17 @@ def memory_limit(value):
     return True
 
 
+def positive_duration(value):
+    """A Go duration above zero ('168h', '1h30m'), as the registry's and compose's durations are written."""
+    try:
+        return parse_duration(value, 'value') > 0
+    except ComposeError:
+        return False
+
+
 class TestModule:
     def tests(self):
         return {
             'memory_limit': memory_limit,
+            'positive_duration': positive_duration,
         }

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from ansible_collections.selfhosted.registry.plugins.module_utils._compose_spec import PROJECT_NAME_RE, SERVICE_KEYS, SERVICE_NAME_RE
@@ -51,6 +52,17 @@ def compose_service_key(value):
     return isinstance(value, str) and value in SERVICE_KEYS
 
 
+def ip_network(value):
+    """An IPv4 or IPv6 network in CIDR form, or one address, as nginx's allow takes it (no host bits set)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        return False
+    return True
+
+
 class TestModule:
     def tests(self):
         return {
@@ -60,4 +72,5 @@ class TestModule:
             'compose_project_name': compose_project_name,
             'compose_service_name': compose_service_name,
             'compose_service_key': compose_service_key,
+            'ip_network': ip_network,
         }

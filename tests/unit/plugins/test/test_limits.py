@@ -28,3 +28,18 @@ TESTS = TestModule().tests()
 ])
 def test_memory_limit(value, expected):
     assert TESTS['memory_limit'](value) is expected
+
+
+@pytest.mark.parametrize('value, expected', [
+    ('168h', True),
+    ('1h30m', True),
+    ('90s', True),
+    ('0', False),  # proxy.ttl 0: the mirror would never delete what it fetched
+    ('0s', False),
+    ('7d', False),  # Go has no days
+    ('', False),
+    (168, False),
+    (True, False),
+])
+def test_positive_duration(value, expected):
+    assert TESTS['positive_duration'](value) is expected

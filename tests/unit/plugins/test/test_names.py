@@ -14,6 +14,15 @@ TESTS = TestModule().tests()
 
 @pytest.mark.parametrize('test, value, expected', [
     ('dns_name', 'registry.example.com', True),
+    ('ip_network', '10.0.0.0/8', True),
+    ('ip_network', '192.0.2.7', True),
+    ('ip_network', 'fc00::/7', True),
+    ('ip_network', '::1/128', True),
+    ('ip_network', '10.0.0.1/8', False),  # host bits set: a typo for 10.0.0.0/8 or 10.0.0.1/32
+    ('ip_network', '10.0.0.0/33', False),
+    ('ip_network', 'all', False),
+    ('ip_network', '', False),
+    ('ip_network', None, False),
     ('dns_name', 'r-1.a.example', True),
     ('dns_name', 'registry', False),  # docker would read it as a Docker Hub name
     ('dns_name', 'Registry.example.com', False),
