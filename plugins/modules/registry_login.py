@@ -18,8 +18,8 @@ description:
     tried again, so a run that changes nothing needs no registry.
   - Other logins and settings in the file stay as they are. The file is written atomically, mode C(0600), in a
     directory of mode C(0700), both owned by O(owner).
-  - Refuses a file that sends this registry's credentials to a credential helper (C(credsStore),
-    C(credHelpers)): docker would not read a login written to the file.
+  - Refuses a file that sends this registry's credentials to a credential helper (C(credsStore) or
+    C(credHelpers)), since docker would not read a login written to the file.
 author:
   - selfhosted.registry maintainers (@selfhosted)
 attributes:
