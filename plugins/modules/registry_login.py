@@ -146,6 +146,7 @@ class RegistryLogin:
         registry = self.params['registry']
         credentials = (self.params['username'], self.params['password'])
         base = 'https://%s/v2/' % registry
+        scheme, params = '', {}
         try:
             self._get(base)
             return  # the registry asks for no credentials
