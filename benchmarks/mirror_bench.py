@@ -131,13 +131,13 @@ def main():
     upstream.push_image(repository, tag, args.layers, args.layer_bytes)
     pushed = time.monotonic() - started
 
-    rows = [('from the upstream, straight', [upstream.pull(repository, tag) for _ in range(args.repeat)])]
+    rows = [('from the upstream, straight', [upstream.pull(repository, tag) for _attempt in range(args.repeat)])]
     rows.append(('through the mirror, first (fetched from the upstream)', [mirror.pull(repository, tag)]))
-    rows.append(('through the mirror, cached', [mirror.pull(repository, tag) for _ in range(args.repeat)]))
+    rows.append(('through the mirror, cached', [mirror.pull(repository, tag) for _attempt in range(args.repeat)]))
     address = upstream_address()
     upstream_refused('--insert', address)
     try:
-        rows.append(('through the mirror, cached, upstream refusing', [mirror.pull(repository, tag) for _ in range(args.repeat)]))
+        rows.append(('through the mirror, cached, upstream refusing', [mirror.pull(repository, tag) for _attempt in range(args.repeat)]))
     finally:
         upstream_refused('--delete', address)
 

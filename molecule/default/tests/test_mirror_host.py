@@ -29,8 +29,8 @@ def test_mirror_container_is_confined_like_the_registry(host):
 
 
 def test_only_the_mirror_has_a_way_out(host):
-    networks = {name: inspect_network for name, inspect_network in (
-        (name, json.loads(run_ok(host, "docker network inspect %s", name))[0]) for name in ("registry_backend", "registry_upstream"))}
+    networks = {name: json.loads(run_ok(host, "docker network inspect %s", name))[0]
+                for name in ("registry_backend", "registry_upstream")}
     assert networks["registry_backend"]["Internal"] is True
     assert networks["registry_upstream"]["Internal"] is False
     assert sorted(inspect(host, "registry-mirror-1")["NetworkSettings"]["Networks"]) == ["registry_backend", "registry_upstream"]
