@@ -22,6 +22,9 @@ HOST_PATH_RE = re.compile(r'^/[^\s:]*[^/\s:]$')
 # /opt or /tmp, whose owner and mode the system relies on), outside the
 # kernel's file systems (/proc, /sys, /dev), which hold no files.
 OWN_DIRECTORY_RE = re.compile(r'^/(?!(proc|sys|dev)/)[^/\s:]+/[^\s:]*[^/\s:]$')
+# The tag of an image reference: after the last ':' that no '/' follows
+# (registry.example:5000/app has none), before any @digest.
+IMAGE_TAG_RE = re.compile(r':([^:/@]+)(@|$)')
 
 
 def _matches(pattern, value):
@@ -63,6 +66,18 @@ def ip_network(value):
     return True
 
 
+def pinned_image(value):
+    """An image reference that names one release: a tag other than `latest`, or a digest.
+
+    An image that changes under the same name changes a container without a change in Ansible."""
+    if not isinstance(value, str) or not value or re.search(r'\s', value):
+        return False
+    if '@sha256:' in value:
+        return True
+    tag = IMAGE_TAG_RE.search(value)
+    return tag is not None and tag.group(1) != 'latest'
+
+
 class TestModule:
     def tests(self):
         return {
@@ -73,4 +88,5 @@ class TestModule:
             'compose_service_name': compose_service_name,
             'compose_service_key': compose_service_key,
             'ip_network': ip_network,
+            'pinned_image': pinned_image,
         }

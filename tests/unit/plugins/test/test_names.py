@@ -23,6 +23,17 @@ TESTS = TestModule().tests()
     ('ip_network', 'all', False),
     ('ip_network', '', False),
     ('ip_network', None, False),
+    ('pinned_image', 'registry:3.1.1', True),
+    ('pinned_image', 'joxit/docker-registry-ui:2.6.0', True),
+    ('pinned_image', 'registry.example:5000/team/nginx:1.30.6', True),
+    ('pinned_image', 'nginx@sha256:' + '0' * 64, True),
+    ('pinned_image', 'nginx:latest@sha256:' + '0' * 64, True),
+    ('pinned_image', 'nginx', False),
+    ('pinned_image', 'nginx:latest', False),
+    ('pinned_image', 'registry.example:5000/nginx', False),  # a port, no tag
+    ('pinned_image', 'nginx: 1.30', False),
+    ('pinned_image', '', False),
+    ('pinned_image', None, False),
     ('dns_name', 'r-1.a.example', True),
     ('dns_name', 'registry', False),  # docker would read it as a Docker Hub name
     ('dns_name', 'Registry.example.com', False),
