@@ -410,7 +410,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif not service_config.rules.anonymous_allowed:
             self._unauthorized('authentication required')
             return
-        body, access = service_config.token(user, parse_scopes(scope_values))
+        scopes = parse_scopes(scope_values)
+        # Anonymous, and nothing of what was asked is anonymous: a login may
+        # get it. The challenge makes a browser ask its user (the web UI's
+        # token request), and clients report "authentication required".
+        if user is None and scopes and not service_config.rules.grant(None, scopes):
+            self._unauthorized('authentication required')
+            return
+        body, access = service_config.token(user, scopes)
         self.log_message('token for %s: %s', user or '(anonymous)',
                          ' '.join('%s:%s:%s' % (item['type'], item['name'], ','.join(item['actions'])) for item in access) or '(no access)')
         self._send(200, body)

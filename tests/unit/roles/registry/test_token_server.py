@@ -276,6 +276,38 @@ def test_http_anonymous_is_refused_without_anonymous_rules(server):
     assert status == 401
 
 
+@pytest.fixture()
+def server_with_anonymous_rule(config):
+    config['rules'].append({'anonymous': True, 'repositories': ['public/*'], 'actions': ['pull']})
+    httpd = token_server.UnixHTTPServer(token_server.listener_socket(config['socket']), token_server.TokenService(config))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield config['socket']
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def anonymous_request(path, query):
+    connection = UnixConnection(path)
+    connection.request('GET', '/auth/token?service=registry.example.test' + query)
+    response = connection.getresponse()
+    return response.status, dict(response.getheaders()), json.loads(response.read())
+
+
+def test_http_anonymous_gets_what_the_rules_make_public_and_a_challenge_for_the_rest(server_with_anonymous_rule):
+    # Part of the scope anonymous: a token for that part.
+    status, _headers, body = anonymous_request(server_with_anonymous_rule, '&scope=repository:public/app:pull,push')
+    assert status == 200
+    assert decode_and_verify(body['token'])[1]['access'] == [{'type': 'repository', 'name': 'public/app', 'actions': ['pull']}]
+    # No scope (the /v2/ check): a token without access, as before.
+    assert anonymous_request(server_with_anonymous_rule, '')[0] == 200
+    # Nothing anonymous (a private repository, the catalog the web UI asks for): log in.
+    for scope in ('repository:team/app:pull', 'registry:catalog:*'):
+        status, headers, body = anonymous_request(server_with_anonymous_rule, '&scope=' + scope)
+        assert status == 401 and headers['WWW-Authenticate'] == 'Basic realm="registry.example.test"', scope
+        assert body['errors'][0]['code'] == 'UNAUTHORIZED'
+
+
 def test_http_oauth2_password_grant(server):
     form = 'grant_type=password&username=alice&password=%s&service=registry.example.test&scope=registry:catalog:*&client_id=t' % ALICE
     status, _headers, body = request(server, method='POST', body=form)
