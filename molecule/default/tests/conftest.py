@@ -32,6 +32,8 @@ class Registry:
     host: testinfra.host.Host  # the registry host itself, for commands there
     auth_mode: str  # registry_auth_mode
     deletes: bool  # registry_storage_delete
+    ui: bool  # registry_ui_enabled
+    ui_title: str  # registry_ui_title
 
 
 def _inventory(config: pytest.Config) -> str:
@@ -45,19 +47,32 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("registry", names, indirect=True, scope="module")
 
 
-@pytest.fixture(scope="module")
-def registry(request: pytest.FixtureRequest) -> Registry:
-    name = request.param
-    host = testinfra.get_host(f"ansible://{name}", ansible_inventory=_inventory(request.config))
+def registry_host(config: pytest.Config, name: str) -> Registry:
+    """A registry host of the inventory, with the settings the tests need (molecule.yml's, else the defaults)."""
+    host = testinfra.get_host(f"ansible://{name}", ansible_inventory=_inventory(config))
     variables = host.ansible.get_variables()
+    defaults = role_defaults("registry")
     return Registry(
         name=name,
         domain=variables["registry_domain"],
         users=variables["registry_users"],
         host=host,
         auth_mode=auth_mode(variables),
-        deletes=variables.get("registry_storage_delete", role_defaults("registry")["registry_storage_delete"]),
+        deletes=variables.get("registry_storage_delete", defaults["registry_storage_delete"]),
+        ui=variables.get("registry_ui_enabled", defaults["registry_ui_enabled"]),
+        # The default is the registry's domain.
+        ui_title=variables.get("registry_ui_title", variables["registry_domain"]),
     )
+
+
+def registry_hosts(config: pytest.Config) -> list:
+    """Every host of group `registry`."""
+    return [registry_host(config, name) for name in AnsibleRunner(_inventory(config)).get_hosts("registry")]
+
+
+@pytest.fixture(scope="module")
+def registry(request: pytest.FixtureRequest) -> Registry:
+    return registry_host(request.config, request.param)
 
 
 def run_ok(host, command: str, *args) -> str:

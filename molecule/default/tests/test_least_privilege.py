@@ -170,3 +170,24 @@ def test_the_registry_owns_everything_in_its_storage(host):
 def test_the_registry_user_is_a_system_user_without_a_shell(host):
     user = host.user("selfhosted-registry")
     assert (user.uid, user.gid, user.shell) == (*REGISTRY_IDS, "/usr/sbin/nologin")
+
+
+def test_ui_container_is_confined_where_it_runs(host):
+    """registry_ui_enabled: the image's nginx user, no capabilities, network backend only, no port. Its root file
+    system stays writable (its start script edits index.html). UI off: no container and no compose file."""
+    compose_file = host.file(f"{BASE_DIR}/compose.ui.yaml")
+    if not host.ansible.get_variables().get("registry_ui_enabled", False):
+        assert not compose_file.exists
+        assert host.run("docker container inspect registry-ui-1").rc != 0
+        return
+    assert (compose_file.user, compose_file.group, compose_file.mode) == ("root", "root", 0o640)
+    ui = inspect(host, "registry-ui-1")
+    host_config = ui["HostConfig"]
+    assert ui["Config"]["User"] == "%d:%d" % (NGINX_UID, NGINX_UID)
+    assert host_config["CapDrop"] == ["ALL"] and not host_config["CapAdd"]
+    assert host_config["SecurityOpt"] == ["no-new-privileges:true"]
+    assert host_config["Memory"] == 64 << 20
+    assert not host_config["PortBindings"]
+    assert sorted(ui["NetworkSettings"]["Networks"]) == ["registry_backend"]
+    processes = process_status(host, "registry-ui-1")
+    assert processes and all(p["Uid"] == [str(NGINX_UID)] * 4 and int(p["CapEff"][0], 16) == 0 for p in processes), processes

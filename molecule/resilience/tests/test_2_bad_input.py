@@ -176,6 +176,13 @@ CASES = [
     # Images and mirrors.
     Case("registry-image-latest", "registry_image", {"registry_image": "registry:latest"}),
     Case("mirror-url-without-scheme", "docker_registry_mirrors", {"docker_registry_mirrors": ["mirror:5000"]}),
+    # The web UI: an image without a tag, a title that would break its page, deletes the registry refuses.
+    Case(
+        "ui-settings",
+        ("registry_ui_image", "registry_ui_title", "registry_ui_delete"),
+        {"registry_ui_enabled": True, "registry_ui_image": "joxit/docker-registry-ui", "registry_ui_title": "<b>",
+         "registry_ui_delete": True, "registry_storage_delete": False},
+    ),
     # Types and choices that only the roles' argument specs check: refused by
     # the check play too (each role's `preflight` entry point). One case per
     # role with several wrong values: the spec names each of them in one
