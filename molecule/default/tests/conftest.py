@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import shlex
 
 import pytest
 import testinfra
@@ -12,6 +13,8 @@ from testinfra.utils.ansible_runner import AnsibleRunner
 
 
 ROLES = pathlib.Path(__file__).resolve().parents[3] / "roles"
+# Pebble's root on the client (prepare.yml), for curl and openssl.
+PEBBLE_ROOT = "/usr/local/share/selfhosted-test/pebble-root.pem"
 
 
 def role_defaults(role: str) -> dict:
@@ -80,3 +83,15 @@ def run_ok(host, command: str, *args) -> str:
     result = host.run(command, *args)
     assert result.rc == 0, f"{result.command!r} failed ({result.rc}): {result.stderr or result.stdout}"
     return result.stdout
+
+
+def curl_headers(client, *args):
+    """Status and headers (lowercase names) of one request with Pebble's root trusted."""
+    # run_ok formats the command with %: a % in the arguments (a URL-encoded query) is doubled.
+    output = run_ok(client, "curl --silent --show-error --cacert %s --output /dev/null --dump-header - " + shlex.join(args).replace("%", "%%"), PEBBLE_ROOT)
+    lines = output.replace("\r", "").strip().splitlines()
+    headers = {}
+    for line in lines[1:]:
+        name, _sep, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers

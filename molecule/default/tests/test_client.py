@@ -14,26 +14,13 @@ import time
 import uuid
 
 import pytest
-from conftest import role_defaults, run_ok
+from conftest import PEBBLE_ROOT, curl_headers, role_defaults, run_ok
 
 testinfra_hosts = ["ansible://client"]
 
-PEBBLE_ROOT = "/usr/local/share/selfhosted-test/pebble-root.pem"
 # One layer of incompressible data, larger than 1 GiB (nginx's old 1000m limit).
 BIG_LAYER_BYTES = 1100 * 1024 * 1024
 BIG_IMAGE_DIR = "/var/tmp/selfhosted-test-big-image"
-
-
-def curl_headers(client, *args):
-    """Status and headers (lowercase names) of one request with Pebble's root trusted."""
-    # run_ok formats the command with %: a % in the arguments (a URL-encoded query) is doubled.
-    output = run_ok(client, "curl --silent --show-error --cacert %s --output /dev/null --dump-header - " + shlex.join(args).replace("%", "%%"), PEBBLE_ROOT)
-    lines = output.replace("\r", "").strip().splitlines()
-    headers = {}
-    for line in lines[1:]:
-        name, _sep, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(lines[0].split()[1]), headers
 
 
 def served_certificate(client, domain):

@@ -16,11 +16,10 @@ import uuid
 
 import pytest
 import testinfra
-from conftest import run_ok
+from conftest import PEBBLE_ROOT, run_ok
 
 testinfra_hosts = ["ansible://client"]
 
-PEBBLE_ROOT = "/usr/local/share/selfhosted-test/pebble-root.pem"
 # Docker Hub images that the platform's mirror serves (tests/platform/platform).
 HUB_IMAGES = ("nginx:1.26.3", "registry:2.8.3", "nginx:1.30.6")
 MIRROR_STORAGE = "/opt/registry/mirror/data/docker/registry/v2/repositories"

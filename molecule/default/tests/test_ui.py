@@ -18,11 +18,10 @@ import urllib.parse
 import uuid
 
 import pytest
-from conftest import registry_hosts, run_ok
+from conftest import PEBBLE_ROOT, curl_headers, registry_hosts, run_ok
 
 testinfra_hosts = ["ansible://client"]
 
-PEBBLE_ROOT = "/usr/local/share/selfhosted-test/pebble-root.pem"
 # The home of the browser's user, who added Pebble's root to their browser
 # (its NSS database), and of one who did not.
 TRUSTING_HOME = "/var/tmp/selfhosted-test-browser"
@@ -121,25 +120,18 @@ def test_the_browser_refuses_the_registry_without_its_ca(ui_registry, browse):
     assert not served, served
 
 
-def headers_and_body(host, url, *options):
-    result = run_ok(host, "curl --silent --show-error --cacert %s --include " + " ".join(options) + " %s",
-                    PEBBLE_ROOT, url)
-    head, dummy, body = result.partition("\r\n\r\n")
-    status = int(head.split()[1])
-    headers = dict(line.split(": ", 1) for line in head.splitlines()[1:] if ": " in line)
-    return status, {name.lower(): value for name, value in headers.items()}, body
-
-
 def test_the_ui_is_served_only_where_it_is_on(host, registry):
     """UI on: its page at /, in no frame, GET only. UI off (the default): / stays a 404, as before the UI existed."""
-    status, headers, body = headers_and_body(host, f"https://{registry.domain}/")
+    url = f"https://{registry.domain}/"
+    status, headers = curl_headers(host, url)
+    body = run_ok(host, "curl --silent --show-error --cacert %s %s", PEBBLE_ROOT, url)
     if registry.ui:
         assert status == 200 and "<docker-registry-ui" in body, (status, body[:300])
         assert "frame-ancestors 'none'" in headers["content-security-policy"], headers
         assert headers["x-frame-options"] == "DENY", headers
-        posted = headers_and_body(host, f"https://{registry.domain}/", "--request POST --data x=1")[0]
+        posted = curl_headers(host, "--request", "POST", "--data", "x=1", url)[0]
         assert posted == 403, posted
     else:
         assert status == 404 and "docker-registry-ui" not in body, (status, body[:300])
     # The API is where it was, either way.
-    assert headers_and_body(host, f"https://{registry.domain}/v2/")[0] == 401
+    assert curl_headers(host, f"{url}v2/")[0] == 401

@@ -233,14 +233,19 @@ class UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self._path)
 
 
-@pytest.fixture()
-def server(config):
+def serve(config):
+    """The token service on config's socket, in a thread, until the test ends: its socket path."""
     httpd = token_server.UnixHTTPServer(token_server.listener_socket(config['socket']), token_server.TokenService(config))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield config['socket']
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture()
+def server(config):
+    yield from serve(config)
 
 
 def request(path, method='GET', user=None, password=None, body=None, address='203.0.113.5'):
@@ -279,12 +284,7 @@ def test_http_anonymous_is_refused_without_anonymous_rules(server):
 @pytest.fixture()
 def server_with_anonymous_rule(config):
     config['rules'].append({'anonymous': True, 'repositories': ['public/*'], 'actions': ['pull']})
-    httpd = token_server.UnixHTTPServer(token_server.listener_socket(config['socket']), token_server.TokenService(config))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield config['socket']
-    httpd.shutdown()
-    httpd.server_close()
+    yield from serve(config)
 
 
 def anonymous_request(path, query):
