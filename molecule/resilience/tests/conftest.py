@@ -202,6 +202,16 @@ class SiteRun:
                 found.append({"play": play, "task": task, "result": result, "after": list(tasks)})
         return found
 
+    def changed_tasks(self) -> set[str]:
+        """The names of the tasks and handlers that reported a change on some host."""
+        changed, task = set(), None
+        for line in self.output.splitlines():
+            if line.startswith(("TASK [", "RUNNING HANDLER [")):
+                task = line[line.index("[") + 1 : line.rindex("]")]
+            elif line.startswith("changed: [") and task:
+                changed.add(task)
+        return changed
+
     def failure_messages(self) -> list[str]:
         messages = []
         for failure in self.failures():

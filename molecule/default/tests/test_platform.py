@@ -1,10 +1,17 @@
-"""The test hosts look like freshly installed Debian servers on the test network."""
+"""The registry hosts are Debian servers of the platform's images on its network, healthy after the roles ran.
+
+The platform's own smoke test (it had a scenario of two hosts of its own):
+here on this scenario's hosts after converge, which also shows that no unit
+the roles installed has failed.
+"""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+
+testinfra_hosts = ["ansible://registry"]
 
 RELEASES = {"debian13": "13", "debian12": "12"}
 
@@ -14,7 +21,7 @@ def name(host):
     return host.backend.get_hostname()
 
 
-def test_systemd_is_pid_1_and_every_unit_started(host):
+def test_systemd_is_pid_1_and_no_unit_failed(host):
     assert host.process.get(pid=1).comm == "systemd"
     state = host.run("systemctl is-system-running")
     assert state.stdout.strip() == "running", host.run("systemctl --failed").stdout
@@ -33,7 +40,7 @@ def test_hostname_is_the_platform_name(host, name):
 
 
 def test_mirror_serves_the_fixture_images(host):
-    # No curl or wget on a bare host: Python's urllib is there.
+    # No curl or wget on the hosts: Python's urllib is there.
     catalog = host.check_output(
         "python3 -c 'import urllib.request; print(urllib.request.urlopen(\"http://mirror:5000/v2/_catalog\").read().decode())'"
     )
@@ -42,6 +49,5 @@ def test_mirror_serves_the_fixture_images(host):
 
 
 def test_hosts_resolve_each_other_and_the_extra_aliases(host):
-    assert host.addr("debian13").is_resolvable
-    assert host.addr("debian12").is_resolvable
-    assert host.addr("smoke13.example.test").is_resolvable
+    for name in ("debian13", "debian12", "client", "registry13.selfhosted.test", "registry12.selfhosted.test"):
+        assert host.addr(name).is_resolvable, name
