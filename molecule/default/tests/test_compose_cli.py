@@ -23,7 +23,7 @@ def containers(host) -> list[str]:
 
 def test_the_playbook_kept_the_container_compose_made(host):
     made = sorted(host.file(COMPOSE_MADE).content_string.split())
-    assert [entry.split("=")[0] for entry in made] == ["mirror", "proxy", "registry", "ui"]
+    assert [entry.split("=")[0] for entry in made] == ["mirror", "nginx-exporter", "proxy", "registry", "ui"]
     assert containers(host) == made, "the site playbook recreated a container that compose made from the same files"
     labels = host.docker("registry-registry-1").inspect()["Config"]["Labels"]
     assert "io.selfhosted.registry.compose-stack.definition" not in labels, "the registry's container is not compose's"
@@ -39,5 +39,6 @@ def test_compose_recreates_nothing_after_the_playbook(host):
 def test_env_file_names_the_project_and_its_files(host):
     env = host.file(f"{PROJECT_DIR}/.env")
     assert env.mode == 0o644
-    # The files of every run, in the order first seen: the registry role's (with the mirror's and the UI's), then the proxy's.
-    assert env.content_string == "COMPOSE_FILE=compose.yaml:compose.mirror.yaml:compose.ui.yaml:compose.proxy.yaml\nCOMPOSE_PROJECT_NAME=registry\n"
+    # The files of every run, in the order first seen: the registry role's (with the mirror's, the UI's and the
+    # nginx exporter's), then the proxy's.
+    assert env.content_string == "COMPOSE_FILE=compose.yaml:compose.mirror.yaml:compose.ui.yaml:compose.metrics.yaml:compose.proxy.yaml\nCOMPOSE_PROJECT_NAME=registry\n"

@@ -172,22 +172,38 @@ def test_the_registry_user_is_a_system_user_without_a_shell(host):
     assert (user.uid, user.gid, user.shell) == (*REGISTRY_IDS, "/usr/sbin/nologin")
 
 
+def confined_part(host, variable: str, compose_name: str, container: str, user: str, memory: int):
+    """A part beside the registry (registry_ui_enabled, registry_metrics_enabled): where its variable is on, its
+    container runs as `user` with no capability, `no-new-privileges`, `memory` bytes, no port, on backend only, and
+    is returned (inspected); off: no container and no compose file, and None."""
+    compose_file = host.file(f"{BASE_DIR}/{compose_name}")
+    if not host.ansible.get_variables().get(variable, False):
+        assert not compose_file.exists
+        assert host.run("docker container inspect %s", container).rc != 0
+        return None
+    assert (compose_file.user, compose_file.group, compose_file.mode) == ("root", "root", 0o640)
+    info = inspect(host, container)
+    host_config = info["HostConfig"]
+    assert info["Config"]["User"] == user
+    assert host_config["CapDrop"] == ["ALL"] and not host_config["CapAdd"]
+    assert host_config["SecurityOpt"] == ["no-new-privileges:true"]
+    assert host_config["Memory"] == memory
+    assert not host_config["PortBindings"]
+    assert sorted(info["NetworkSettings"]["Networks"]) == ["registry_backend"]
+    return info
+
+
 def test_ui_container_is_confined_where_it_runs(host):
     """registry_ui_enabled: the image's nginx user, no capabilities, network backend only, no port. Its root file
     system stays writable (its start script edits index.html). UI off: no container and no compose file."""
-    compose_file = host.file(f"{BASE_DIR}/compose.ui.yaml")
-    if not host.ansible.get_variables().get("registry_ui_enabled", False):
-        assert not compose_file.exists
-        assert host.run("docker container inspect registry-ui-1").rc != 0
-        return
-    assert (compose_file.user, compose_file.group, compose_file.mode) == ("root", "root", 0o640)
-    ui = inspect(host, "registry-ui-1")
-    host_config = ui["HostConfig"]
-    assert ui["Config"]["User"] == "%d:%d" % (NGINX_UID, NGINX_UID)
-    assert host_config["CapDrop"] == ["ALL"] and not host_config["CapAdd"]
-    assert host_config["SecurityOpt"] == ["no-new-privileges:true"]
-    assert host_config["Memory"] == 64 << 20
-    assert not host_config["PortBindings"]
-    assert sorted(ui["NetworkSettings"]["Networks"]) == ["registry_backend"]
-    processes = process_status(host, "registry-ui-1")
-    assert processes and all(p["Uid"] == [str(NGINX_UID)] * 4 and int(p["CapEff"][0], 16) == 0 for p in processes), processes
+    if confined_part(host, "registry_ui_enabled", "compose.ui.yaml", "registry-ui-1", "%d:%d" % (NGINX_UID, NGINX_UID), 64 << 20):
+        processes = process_status(host, "registry-ui-1")
+        assert processes and all(p["Uid"] == [str(NGINX_UID)] * 4 and int(p["CapEff"][0], 16) == 0 for p in processes), processes
+
+
+def test_nginx_exporter_is_confined_where_it_runs(host):
+    """registry_metrics_enabled: nobody, no capabilities, read-only, network backend only, no port. Metrics off: no
+    container and no compose file."""
+    exporter = confined_part(host, "registry_metrics_enabled", "compose.metrics.yaml", "registry-nginx-exporter-1", "65534:65534", 32 << 20)
+    if exporter:
+        assert exporter["HostConfig"]["ReadonlyRootfs"] is True

@@ -32,6 +32,8 @@ def test_nginx_sees_only_its_files_of_the_host(host):
     expected = [f"{BASE_DIR}/nginx", f"{BASE_DIR}/tls", f"{BASE_DIR}/acme"]
     if auth_mode(hostvars(host)) == "token":
         expected.append("/run/selfhosted-registry-token")  # the token service's socket
+    if hostvars(host).get("registry_metrics_enabled", False):
+        expected.append(f"{BASE_DIR}/metrics")  # the host's figures, for /metrics/host
     assert sources == sorted(expected), sources
 
 

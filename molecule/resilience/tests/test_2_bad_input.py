@@ -20,10 +20,11 @@ marked `host`) is refused in the settings part of the check play, before any
 role's checks ask the host anything.
 
 The cases run RESILIENCE_BAD_INPUT_WORKERS (default 3) at a time: they change
-nothing when they pass, and each fails within the check play. Each case's
-snapshot is compared with the one taken before all of them; with several at
-a time, a change made by one case can show up in the snapshot of another:
-rerun with RESILIENCE_BAD_INPUT_WORKERS=1 to tell which.
+nothing when they pass, and each fails within the check play. The host's
+snapshot after all of them is compared with the one before: a change fails
+every case, since any of them may have made it. Rerun with
+RESILIENCE_BAD_INPUT_WORKERS=1 to tell which: the cases then run one after
+another, each with a snapshot of its own.
 """
 
 from __future__ import annotations
@@ -183,6 +184,12 @@ CASES = [
         {"registry_ui_enabled": True, "registry_ui_image": "joxit/docker-registry-ui", "registry_ui_title": "<b>",
          "registry_ui_delete": True, "registry_storage_delete": False},
     ),
+    Case(
+        "metrics-networks",
+        "proxy_metrics_networks",
+        {"registry_metrics_enabled": True, "proxy_metrics_networks": ["10.0.5.7/8"]},
+        says="10.0.5.7/8",
+    ),
     # Types and choices that only the roles' argument specs check: refused by
     # the check play too (each role's `preflight` entry point). One case per
     # role with several wrong values: the spec names each of them in one
@@ -239,7 +246,8 @@ class Outcome:
 
 @pytest.fixture(scope="module")
 def outcomes() -> dict:
-    """Every case run once (WORKERS at a time), its host snapshot compared with the one before all cases."""
+    """Every case run once (WORKERS at a time); the host's snapshot compared with the one before all cases: after
+    each case when they run one at a time, after all of them otherwise."""
     baseline = host_snapshot()
 
     def attempt(case: Case) -> Outcome:
@@ -248,11 +256,15 @@ def outcomes() -> dict:
             playbook = str(PROJECT_DIR / case.controller / "bin" / "ansible-playbook")
             assert os.path.exists(playbook), f"{playbook} is missing: run scripts/bootstrap"
         run = run_site(case.set, unset=case.unset, label=f"bad-input {case.id}", playbook=playbook)
-        return Outcome(run, snapshot_diff(baseline, host_snapshot()))
+        return Outcome(run, snapshot_diff(baseline, host_snapshot()) if WORKERS == 1 else [])
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS) as pool:
         futures = {case.id: pool.submit(attempt, case) for case in CASES}
         results = {case_id: future.result() for case_id, future in futures.items()}
+    if WORKERS > 1:
+        changed = snapshot_diff(baseline, host_snapshot())
+        for outcome in results.values():
+            outcome.changed = changed
     if any(outcome.run.rc == 0 or outcome.changed for outcome in results.values()):
         # Converge again with the scenario's settings for the tests after these.
         restore = run_site(label="bad-input: restore")

@@ -348,6 +348,31 @@ def run(settings, dry_run):
     return result
 
 
+def record_last_run(path, result, now=None):
+    """Leave the outcome of a real run in ``path`` (for the metrics; no path: nothing): when it ended, whether it
+    succeeded (``result`` None: it failed), what it freed, and when the last successful run ended."""
+    if not path:
+        return
+    now = time.time() if now is None else now
+    try:
+        with open(path, encoding='utf-8') as handle:
+            before = json.load(handle)
+    except (OSError, ValueError):
+        before = {}
+    record = {
+        'finished': now,
+        'succeeded': result is not None,
+        'last_success': now if result is not None else before.get('last_success'),
+        'deleted_tags': len(result['deleted_tags']) if result is not None else before.get('deleted_tags'),
+        'bytes_freed': result['bytes_freed'] if result is not None else before.get('bytes_freed'),
+    }
+    temporary = path + '.new'
+    with open(temporary, 'w', encoding='utf-8') as handle:
+        json.dump(record, handle)
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, path)
+
+
 def main(argv=None):
     global LOG  # pylint: disable=global-statement
     parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
@@ -369,7 +394,14 @@ def main(argv=None):
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise GCError('another run or a backup is going on (%s is locked)' % lock_file) from None
-            result = run(settings, arguments.dry_run)
+            try:
+                result = run(settings, arguments.dry_run)
+            except (GCError, OSError, ValueError):
+                if not arguments.dry_run:
+                    record_last_run(settings.get('last_run_file'), None)
+                raise
+            if not arguments.dry_run:
+                record_last_run(settings.get('last_run_file'), result)
     except (GCError, OSError, ValueError) as error:
         log('registry_gc: %s' % error)
         return 1
