@@ -41,4 +41,5 @@ def test_env_file_names_the_project_and_its_files(host):
     assert env.mode == 0o644
     # The files of every run, in the order first seen: the registry role's (with the mirror's, the UI's and the
     # nginx exporter's), then the proxy's.
-    assert env.content_string == "COMPOSE_FILE=compose.yaml:compose.mirror.yaml:compose.ui.yaml:compose.metrics.yaml:compose.proxy.yaml\nCOMPOSE_PROJECT_NAME=registry\n"
+    files = "compose.yaml:compose.mirror.yaml:compose.ui.yaml:compose.metrics.yaml:compose.proxy.yaml"
+    assert env.content_string == f"COMPOSE_FILE={files}\nCOMPOSE_PROJECT_NAME=registry\n"

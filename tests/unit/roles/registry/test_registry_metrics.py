@@ -28,8 +28,8 @@ def samples(text):
 
 
 def test_every_figure_known_is_written_with_its_help_and_type():
-    text = registry_metrics.render(1_900_000_000, (1000, 250), {'finished': NOW, 'succeeded': True, 'last_success': NOW,
-                                                                 'bytes_freed': 4096, 'deleted_tags': 3}, NOW)
+    gc = {'finished': NOW, 'succeeded': True, 'last_success': NOW, 'bytes_freed': 4096, 'deleted_tags': 3}
+    text = registry_metrics.render(1_900_000_000, (1000, 250), gc, NOW)
     values = samples(text)
     assert values == {
         'selfhosted_registry_certificate_expiry_timestamp_seconds': 1_900_000_000,
