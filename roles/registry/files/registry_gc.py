@@ -366,11 +366,9 @@ def record_last_run(path, result, now=None):
         'deleted_tags': len(result['deleted_tags']) if result is not None else before.get('deleted_tags'),
         'bytes_freed': result['bytes_freed'] if result is not None else before.get('bytes_freed'),
     }
-    temporary = path + '.new'
-    with open(temporary, 'w', encoding='utf-8') as handle:
-        json.dump(record, handle)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
+    # Installed beside this file where metrics are on, the only case with a path.
+    from registry_metrics import write_atomically  # pylint: disable=import-outside-toplevel
+    write_atomically(path, json.dumps(record))
 
 
 def main(argv=None):
