@@ -659,3 +659,39 @@ def snapshot_diff(before: list[str], after: list[str]) -> list[str]:
     removed = sorted(set(before) - set(after))
     added = sorted(set(after) - set(before))
     return [f"- {line}" for line in removed] + [f"+ {line}" for line in added]
+
+
+# --- token signing keys (test_1_zero_downtime.py's rotation, test_2_zero_downtime_key_expiry.py) --------
+
+TOKEN_DIR = "/opt/registry/token"
+# A token as the token service signs one, with the key and certificate in the
+# directory given, for pulls of a repository, valid for an hour: the
+# registry takes it as long as it trusts that key.
+FORGE_TOKEN = """
+import sys, time
+sys.path.insert(0, "/usr/local/lib/selfhosted-registry")
+import token_server
+directory, audience, repository = sys.argv[1:]
+now = int(time.time())
+claims = {"iss": "selfhosted-registry-token", "sub": "alice", "aud": audience, "exp": now + 3600, "nbf": now - 1,
+          "iat": now, "jti": "resilience", "access": [{"type": "repository", "name": repository, "actions": ["pull"]}]}
+print(token_server.Signer(directory + "/signing-key.pem", directory + "/signing-certificate.pem").sign(claims))
+"""
+
+
+REPLACED_SIGNER = "/var/tmp/resilience-replaced-signer"
+
+
+def repository_of(image: dict) -> str:
+    return image["ref"][len(DOMAIN) + 1 :].split("@")[0]
+
+
+def save_signer() -> str:
+    """A copy of the key and certificate that sign tokens now, for forged_token()."""
+    REGISTRY_HOST.out(f"rm -rf {REPLACED_SIGNER} && mkdir -m 0700 {REPLACED_SIGNER} && cp {TOKEN_DIR}/signing-*.pem {REPLACED_SIGNER}/")
+    return REPLACED_SIGNER
+
+
+def forged_token(directory: str, image: dict) -> str:
+    """A token for pulls of the image's repository, signed on the host with the key in `directory`, valid for an hour."""
+    return REGISTRY_HOST.out(f"python3 -c {shlex.quote(FORGE_TOKEN)} {directory} {DOMAIN} {repository_of(image)}").strip()

@@ -13,28 +13,21 @@ although it recreates the registry container: the new one starts beside the
 old one (test_0_upgrade.py does the same for a new image), and no pushed
 image may be lost. (a) also rotates the token signing key
 (registry_token_key_rotate: the registry trusts both keys, the new one
-signs); (c) is the first run after the old key's tokens expired, which stops
-trusting it and recreates the registry the same way again, and changes
-nothing else: this scenario's idempotence check after the upgrade and the
-changes (every other task of the site playbook reports no change, no other
-container restarts). (c) runs without the loop: its recreate is the one (a)
-and the upgrade count every pull through, with no token of the old key left
-in any client; the loop costs CPU the other lane needs.
+signs); (c), the first run after the old key's tokens expired, is in
+test_2_zero_downtime_key_expiry.py, after the bad-input cases.
 """
 
 from __future__ import annotations
 
-import shlex
-import time
-
 from conftest import (
     CI_USER,
-    DOMAIN,
     PULLER,
     REGISTRY_HOST,
+    TOKEN_DIR,
     apply_overrides,
     assert_no_failed_pull,
     containers_of_stack,
+    forged_token,
     http_status,
     load_state,
     manifest_path,
@@ -42,6 +35,7 @@ from conftest import (
     pull_all,
     report,
     run_site,
+    save_signer,
     served_serial,
     walk_registry,
 )
@@ -55,47 +49,6 @@ NEW_DRAIN_TIMEOUT = 30
 # connection with filesystem storage): the run with --diff must not show it.
 PROXY_SECRET = "proxy-secret-c0ffee"
 TOKEN_SERVICE_PID = "systemctl show --property MainPID --value selfhosted-registry-token.service"
-TOKEN_DIR = "/opt/registry/token"
-# A token as the token service signs one, with the key and certificate in the
-# directory given, for pulls of a repository, valid for an hour: the
-# registry takes it as long as it trusts that key.
-FORGE_TOKEN = """
-import sys, time
-sys.path.insert(0, "/usr/local/lib/selfhosted-registry")
-import token_server
-directory, audience, repository = sys.argv[1:]
-now = int(time.time())
-claims = {"iss": "selfhosted-registry-token", "sub": "alice", "aud": audience, "exp": now + 3600, "nbf": now - 1,
-          "iat": now, "jti": "resilience", "access": [{"type": "repository", "name": repository, "actions": ["pull"]}]}
-print(token_server.Signer(directory + "/signing-key.pem", directory + "/signing-certificate.pem").sign(claims))
-"""
-
-
-REPLACED_SIGNER = "/var/tmp/resilience-replaced-signer"
-# What the first run after the replaced key's tokens expired changes, and
-# nothing else: the key's certificate leaves the registry's trust (the bundle,
-# so compose.yaml's label, so a recreate).
-KEY_EXPIRY_CHANGES = {
-    "selfhosted.registry.registry : Stop trusting them",
-    "selfhosted.registry.registry : Give the registry the certificates it trusts tokens from",
-    "selfhosted.registry.registry : Write the compose file of the registry",
-    "selfhosted.registry.registry : Run the registry (and the Docker Hub mirror)",
-}
-
-
-def repository_of(image: dict) -> str:
-    return image["ref"][len(DOMAIN) + 1 :].split("@")[0]
-
-
-def save_signer() -> str:
-    """A copy of the key and certificate that sign tokens now, for forged_token()."""
-    REGISTRY_HOST.out(f"rm -rf {REPLACED_SIGNER} && mkdir -m 0700 {REPLACED_SIGNER} && cp {TOKEN_DIR}/signing-*.pem {REPLACED_SIGNER}/")
-    return REPLACED_SIGNER
-
-
-def forged_token(directory: str, image: dict) -> str:
-    """A token for pulls of the image's repository, signed on the host with the key in `directory`, valid for an hour."""
-    return REGISTRY_HOST.out(f"python3 -c {shlex.quote(FORGE_TOKEN)} {directory} {DOMAIN} {repository_of(image)}").strip()
 
 
 def test_a_users_an_nginx_and_a_registry_setting_changed(client, images):
@@ -178,34 +131,3 @@ def test_b_forced_certificate_renewal(client, images):
     assert_no_failed_pull(window)
     assert served_serial(client) != serial_before, "nginx still serves the old certificate"
     assert containers_of_stack() == before
-
-
-def test_c_replaced_key_dropped_once_its_tokens_expired_and_nothing_else_changes(client, images):
-    """The first site run after the old key's tokens expired stops trusting it: the registry is recreated again.
-
-    A token signed with the old key is refused after. Nothing else changes
-    (the scenario's idempotence check): only the tasks that drop the key
-    report a change, and no other container restarts. Without the pull loop:
-    the recreate is (a)'s and the upgrade's, which count every pull, and no
-    client holds a token of the old key any more.
-    """
-    replaced = REPLACED_SIGNER
-    trusted_until = float(REGISTRY_HOST.out(f"stat --format %Y {TOKEN_DIR}/retired/*.pem").strip())
-    wait = trusted_until + 1 - time.time()
-    assert wait < 200, f"the old key stays trusted {wait:.0f} s more"
-    time.sleep(max(0.0, wait))
-    before = containers_of_stack()
-    run = run_site(label="c-replaced-key-expired")
-    report(f"(c) the replaced key's tokens expired: site run {run.seconds:.1f}s, {run.recap.get('debian13')}")
-    assert run.rc == 0, run.tail()
-    assert run.changed_tasks() == KEY_EXPIRY_CHANGES, f"changed besides dropping the key: {run.changed_tasks() - KEY_EXPIRY_CHANGES}"
-    certificate = REGISTRY_HOST.out(f"cat {TOKEN_DIR}/signing-certificate.pem")
-    assert REGISTRY_HOST.out("cat /opt/registry/auth/token-bundle.pem") == certificate, "the registry trusts another key"
-    assert REGISTRY_HOST.out(f"find {TOKEN_DIR} -name 'next-*' -o -path '*/retired/*'").strip() == "", "a key was left behind"
-    assert http_status(client, manifest_path(images[0]), PULLER["name"], PULLER["password"])[0] == 200
-    assert http_status(client, manifest_path(images[0]), bearer=forged_token(replaced, images[0]))[0] == 401, "a token of the replaced key passes"
-    after = containers_of_stack()
-    assert after["registry"].split()[0] != before["registry"].split()[0], "the registry container was not recreated"
-    others = {service for service in before if service != "registry"}
-    assert {s: after.get(s) for s in others} == {s: before[s] for s in others}, "another container was recreated or restarted"
-    REGISTRY_HOST.out(f"rm -rf {replaced}")
