@@ -100,6 +100,15 @@ def test_compose_v2_where_packaged(host, debian_major):
         assert run_ok(host, "docker compose version --short").strip().startswith("2.")
 
 
+def test_only_the_recommends_a_registry_host_needs(host):
+    """Of docker.io's Recommends, AppArmor's parser (without it the engine runs containers unconfined where AppArmor
+    is on), CA certificates and xz; not git or needrestart, nor the Perl they bring."""
+    missing = [name for name in ("apparmor", "ca-certificates", "xz-utils") if not host.package(name).is_installed]
+    extra = [name for name in ("git", "needrestart") if host.package(name).is_installed]
+    assert not missing, f"not installed: {missing}"
+    assert not extra, f"installed with docker.io's Recommends: {extra}"
+
+
 def test_docker_users_can_use_the_engine(host):
     groups = host.user("registry-admin").groups
     assert "docker" in groups
