@@ -9,8 +9,8 @@ scenario's (or with a variable removed from the inventory). For each case:
   drop-ins and /etc/letsencrypt, and SHA-256 of each outside the registry's
   storage, the containers (ID, image, start time, restarts), images and
   networks;
-- the message of the failed task names the variable (each of them, for a case
-  with several wrong values at once).
+- the message of one failed check names the variable (each of them, for a
+  case with several wrong values at once).
 And, for all cases at once: each was refused by the site's check play, before
 any role ran (a role that runs later may already have changed the host when a
 check of a later role fails): the check play validates every role's argument
@@ -19,7 +19,11 @@ A wrong setting that needs nothing of the host to be seen (all cases but those
 marked `host`) is refused in the settings part of the check play, before any
 role's checks ask the host anything.
 
-The cases run RESILIENCE_BAD_INPUT_WORKERS (default 3) at a time: they change
+Cases of one `group` share a run: settings of one role that different checks of
+it refuse, each case named in the messages of that one run (a role reports
+every wrong setting at once). A group's cases set different variables, and
+no case's variable or text appears in the message of another case's check.
+The runs go RESILIENCE_BAD_INPUT_WORKERS (default 3) at a time: they change
 nothing when they pass, and each fails within the check play. The host's
 snapshot after all of them is compared with the one before: a change fails
 every case, since any of them may have made it. Rerun with
@@ -57,6 +61,8 @@ class Case:
     # Only the host tells what is wrong (a command, a file or a user of the host):
     # refused in the host part of the check play, after every role's settings.
     host: bool = False
+    # Cases of the same group run together (see the module's docstring).
+    group: str = ""
 
 
 def users(*extra: dict) -> dict:
@@ -82,9 +88,14 @@ CASES = [
     Case("domain-missing", "registry_domain", unset=("registry_domain",)),
     # Certificates.
     Case("acme-email-missing", "certificates_acme_email", unset=("certificates_acme_email",)),
-    Case("acme-email-invalid", "certificates_acme_email", {"certificates_acme_email": "hostmaster"}),
-    Case("acme-terms-not-agreed", "certificates_acme_agree_tos", {"certificates_acme_agree_tos": False}),
-    Case("acme-directory-plain-http", "certificates_acme_directory_url", {"certificates_acme_directory_url": "http://pebble:14000/dir"}),
+    Case("acme-email-invalid", "certificates_acme_email", {"certificates_acme_email": "hostmaster"}, group="acme"),
+    Case("acme-terms-not-agreed", "certificates_acme_agree_tos", {"certificates_acme_agree_tos": False}, group="acme"),
+    Case(
+        "acme-directory-plain-http",
+        "certificates_acme_directory_url",
+        {"certificates_acme_directory_url": "http://pebble:14000/dir"},
+        group="acme",
+    ),
     Case(
         "provided-certificate-missing",
         "certificates_provided_certificate_file",
@@ -108,6 +119,7 @@ CASES = [
             {"name": "dave", "password": "CHANGE-ME"},
         ),
         says=("'bob:builder' contains ':'", "73 bytes long", "'alice' is given twice", "example inventory"),
+        group="registry-1",
     ),
     # Access rules of token mode: every wrong rule at once.
     Case(
@@ -121,6 +133,7 @@ CASES = [
             ],
         },
         says=("registry_access_rules[0] names users that registry_users does not have: nobody", "'Public/*' is not", "actions must be"),
+        group="registry-2",
     ),
     # Retention and garbage collection: every wrong policy at once, then a
     # schedule that systemd cannot read.
@@ -134,6 +147,7 @@ CASES = [
             ]
         },
         says=("registry_retention_policies[0]: delete_older_than must be an age", "registry_retention_policies[1] must say which tags go"),
+        group="registry-1",
     ),
     Case("gc-schedule", "registry_gc_schedule", {"registry_gc_schedule": "every sunday"}, says="systemd calendar event", host=True),
     # A key rotation where no key signs tokens.
@@ -142,25 +156,27 @@ CASES = [
         "registry_token_key_rotate",
         {"registry_auth_mode": "htpasswd", "registry_token_key_rotate": True},
         says=("set registry_auth_mode to token",),
+        group="registry-3",
     ),
     # Ports and nginx.
     Case("https-port-negative", "proxy_https_port", {"proxy_https_port": -443}),
     # Storage.
-    Case("storage-root-relative", "registry_storage_root", {"registry_storage_root": "data/registry"}),
+    Case("storage-root-relative", "registry_storage_root", {"registry_storage_root": "data/registry"}, group="registry-2"),
     Case("storage-root-unwritable", "registry_storage_root", {"registry_storage_root": "/proc/registry-data"}),
     # The role would set the owner and mode of /opt.
-    Case("base-dir-top-level", "registry_base_dir", {"registry_base_dir": "/opt"}, says="is '/opt'"),
+    Case("base-dir-top-level", "registry_base_dir", {"registry_base_dir": "/opt"}, says="is '/opt'", group="registry-3"),
     # Everything in it would be given to the registry's user.
     Case("storage-root-shared", "registry_storage_root", {"registry_storage_root": "/var/lib"}, says=("/var/lib/", "more than the registry's data"), host=True),
     # The registry's user and limits.
     Case("registry-uid-of-another-user", "registry_uid", {"registry_uid": 1}, says="belongs to daemon", host=True),
-    Case("memory-limit-not-a-byte-value", "registry_memory_limit", {"registry_memory_limit": "lots"}),
+    Case("memory-limit-not-a-byte-value", "registry_memory_limit", {"registry_memory_limit": "lots"}, group="registry-1"),
     # What registry_config_extra and registry_environment may not take from the role.
     Case(
         "authentication-switched-off",
         ("registry_config_extra", "registry_environment"),
         {"registry_config_extra": {"auth": None}, "registry_environment": {"REGISTRY_AUTH_HTPASSWD_PATH": "/dev/null"}},
         says="registry_auth_override",
+        group="registry-3",
     ),
     Case(
         "data-moved-off-the-volume",
@@ -175,7 +191,7 @@ CASES = [
     Case("docker-source-switch", ("docker_install_source", "docker_replace_other_source"), {"docker_install_source": "upstream"}, says="docker.io", host=True),
     Case("proxy-port-taken", "proxy_https_port", {"proxy_https_port": 22}, says="port 22: sshd", host=True),
     # Images and mirrors.
-    Case("registry-image-latest", "registry_image", {"registry_image": "registry:latest"}),
+    Case("registry-image-latest", "registry_image", {"registry_image": "registry:latest"}, group="registry-1"),
     Case("mirror-url-without-scheme", "docker_registry_mirrors", {"docker_registry_mirrors": ["mirror:5000"]}),
     # The web UI: an image without a tag, a title that would break its page, deletes the registry refuses.
     Case(
@@ -183,6 +199,7 @@ CASES = [
         ("registry_ui_image", "registry_ui_title", "registry_ui_delete"),
         {"registry_ui_enabled": True, "registry_ui_image": "joxit/docker-registry-ui", "registry_ui_title": "<b>",
          "registry_ui_delete": True, "registry_storage_delete": False},
+        group="registry-2",
     ),
     Case(
         "metrics-networks",
@@ -244,23 +261,37 @@ class Outcome:
         return bool(failures) and HOST_CHECKS in failures[0]["after"]
 
 
+def runs_of(cases: list) -> list[list[Case]]:
+    """The cases of each run: those of a group together, every other case alone."""
+    runs: dict[str, list[Case]] = {}
+    for case in cases:
+        runs.setdefault(f"group {case.group}" if case.group else case.id, []).append(case)
+    for together in runs.values():
+        names = [name for case in together for name in (*case.set, *case.unset)]
+        assert len(names) == len(set(names)), f"cases of one run set the same variable: {[case.id for case in together]}"
+        assert len(together) == 1 or not any(case.controller or case.host for case in together), "only settings cases share runs"
+    return list(runs.values())
+
+
 @pytest.fixture(scope="module")
 def outcomes() -> dict:
-    """Every case run once (WORKERS at a time); the host's snapshot compared with the one before all cases: after
-    each case when they run one at a time, after all of them otherwise."""
+    """Every run once (WORKERS at a time), each case's outcome that of its run; the host's snapshot compared with
+    the one before all runs: after each run when they run one at a time, after all of them otherwise."""
     baseline = host_snapshot()
 
-    def attempt(case: Case) -> Outcome:
+    def attempt(together: list[Case]) -> Outcome:
         playbook = None
-        if case.controller:
-            playbook = str(PROJECT_DIR / case.controller / "bin" / "ansible-playbook")
+        if together[0].controller:
+            playbook = str(PROJECT_DIR / together[0].controller / "bin" / "ansible-playbook")
             assert os.path.exists(playbook), f"{playbook} is missing: run scripts/bootstrap"
-        run = run_site(case.set, unset=case.unset, label=f"bad-input {case.id}", playbook=playbook)
+        variables = {name: value for case in together for name, value in case.set.items()}
+        unset = tuple(name for case in together for name in case.unset)
+        run = run_site(variables, unset=unset, label=f"bad-input {' + '.join(case.id for case in together)}", playbook=playbook)
         return Outcome(run, snapshot_diff(baseline, host_snapshot()) if WORKERS == 1 else [])
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        futures = {case.id: pool.submit(attempt, case) for case in CASES}
-        results = {case_id: future.result() for case_id, future in futures.items()}
+        futures = [(together, pool.submit(attempt, together)) for together in runs_of(CASES)]
+        results = {case.id: future.result() for together, future in futures for case in together}
     if WORKERS > 1:
         changed = snapshot_diff(baseline, host_snapshot())
         for outcome in results.values():
@@ -277,10 +308,12 @@ def test_bad_input_is_refused_without_change(case: Case, outcomes: dict):
     outcome = outcomes[case.id]
     run = outcome.run
     play, task = outcome.where
-    messages = " | ".join(run.failure_messages())
     variables = (case.variables,) if isinstance(case.variables, str) else case.variables
     says = (case.says,) if isinstance(case.says, str) else case.says
-    named = all(text in messages for text in variables + says)
+    # One message (one check's) names all of them: in a run shared with other
+    # cases, the other checks' messages do not count for this one.
+    named = any(all(text in message for text in variables + says) for message in run.failure_messages())
+    messages = " | ".join(run.failure_messages())
     report(
         f"bad input {case.id:30} rc={run.rc} {run.seconds:5.1f}s names {', '.join(variables)}: {'yes' if named else 'NO'};"
         f" refused by {'the check play' if play == CHECK_PLAY else f'[{play}]'}: {task}"
