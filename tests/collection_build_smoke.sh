@@ -16,7 +16,7 @@ export ANSIBLE_COLLECTIONS_PATH=$work/collections ANSIBLE_COLLECTIONS_SCAN_SYS_P
 "$BIN/ansible-galaxy" collection install -p "$work/collections" "$work"/dist/selfhosted-registry-*.tar.gz
 
 # Nothing from the build_ignore list may ship.
-if tar -tzf "$work"/dist/selfhosted-registry-*.tar.gz | grep -E '^(molecule|tests|\.ci|scripts|benchmarks)/'; then
+if tar -tzf "$work"/dist/selfhosted-registry-*.tar.gz | grep -E '^(molecule|tests|\.ci|scripts|benchmarks|docs/plans)/'; then
   echo "collection build: test or CI files leaked into the tarball" >&2
   exit 1
 fi
