@@ -11,6 +11,7 @@ with the controller's ansible-core of the tests' virtualenv.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -35,6 +36,12 @@ def fixture_controller(tmp_path_factory) -> dict:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("ANSIBLE_", "MOLECULE_"))}
     env.update(HOME=str(home), PATH=f"{BIN}:{env.get('PATH', '')}", ANSIBLE_NOCOLOR="1")
     return {"home": home, "env": env}
+
+
+def guide_random(size: int) -> str:
+    """`openssl rand -base64 SIZE`, as the guide makes its passwords: never starting with "-", which
+    ansible-vault would take for an option (token_urlsafe did, one run in about 30)."""
+    return base64.b64encode(secrets.token_bytes(size)).decode()
 
 
 def run(on: dict, argv: list, cwd: Path | None = None, timeout: float = 300) -> str:
@@ -85,13 +92,13 @@ def test_the_first_deployment_guide(controller):
     # Step 6: a vault password, a random password per user, encrypted over CHANGE-ME.
     vault_password_file = home / ".config/registry-vault-password"
     vault_password_file.parent.mkdir(parents=True)
-    vault_password_file.write_text(secrets.token_urlsafe(32) + "\n")
+    vault_password_file.write_text(guide_random(32) + "\n")
     vault_password_file.chmod(0o600)
     vault = inventory / "group_vars/registry/vault.yml"
     for name in ("vault_registry_ci_password", "vault_registry_alice_password"):
         encrypted = run(
             controller,
-            ["ansible-vault", "encrypt_string", "--vault-password-file", str(vault_password_file), "--name", name, secrets.token_urlsafe(18)],
+            ["ansible-vault", "encrypt_string", "--vault-password-file", str(vault_password_file), "--name", name, guide_random(24)],
         )
         edit(vault, f"{name}: CHANGE-ME", encrypted.rstrip())
     shown = run(
