@@ -162,6 +162,15 @@ CASES = [
     Case("https-port-negative", "proxy_https_port", {"proxy_https_port": -443}),
     # Storage.
     Case("storage-root-relative", "registry_storage_root", {"registry_storage_root": "data/registry"}, group="registry-2"),
+    # Several nodes: a node on its own filesystem storage; a cache without a port.
+    Case(
+        "load-balanced-alone",
+        "registry_load_balanced",
+        {"registry_load_balanced": True},
+        says="registry_storage_driver: s3 (is filesystem)",
+        group="registry-2",
+    ),
+    Case("cache-without-port", "registry_redis_address", {"registry_redis_address": "cache.internal"}, says="'cache.internal'", group="registry-3"),
     Case("storage-root-unwritable", "registry_storage_root", {"registry_storage_root": "/proc/registry-data"}),
     # The role would set the owner and mode of /opt.
     Case("base-dir-top-level", "registry_base_dir", {"registry_base_dir": "/opt"}, says="is '/opt'", group="registry-3"),

@@ -1,0 +1,59 @@
+# -*- coding: utf-8 -*-
+# Copyright: selfhosted.registry maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Several registry nodes of one name: what each node shows the others of its settings, and where they disagree."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+
+def node_digests(settings):
+    """{name: SHA-256 of its value}: enough to compare nodes, and no value (secrets among them) leaves the node."""
+    if not isinstance(settings, dict):
+        raise TypeError('node_digests expects a mapping of settings, not %s' % type(settings).__name__)
+    return {name: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode('utf-8')).hexdigest()
+            for name, value in settings.items()}
+
+
+def _names(hosts):
+    return ', '.join(sorted(hosts))
+
+
+def cluster_problems(nodes):
+    """Messages for the nodes of one registry name that cannot serve it together; [] when they can.
+
+    nodes: [{host, domain, load_balanced, digests}] of the hosts in the play with that registry_domain.
+    Messages name the settings and the hosts, never a value.
+    """
+    if len(nodes) < 2:
+        return []
+    domain = nodes[0]['domain']
+    alone = [node['host'] for node in nodes if not node['load_balanced']]
+    if alone:
+        return ['Hosts %s share registry_domain %s, but %s not set registry_load_balanced: true. Several nodes of one '
+                'registry share its storage (S3), its cache and its HTTP secret behind a load balancer: set '
+                'registry_load_balanced: true on each of them, or give each host a registry_domain of its own.'
+                % (_names(node['host'] for node in nodes), domain, _names(alone) + (' does' if len(alone) == 1 else ' do'))]
+    problems = []
+    for name in sorted(set().union(*(node['digests'] for node in nodes))):
+        groups = {}
+        for node in nodes:
+            groups.setdefault(node['digests'].get(name), []).append(node['host'])
+        if len(groups) > 1:
+            sides = sorted(_names(hosts) for hosts in groups.values())
+            problems.append('The nodes of %s disagree on %s (%s): every node must have the same value, since a client '
+                            'may meet any of them. Set it once for all of them (group_vars of their group).'
+                            % (domain, name, '; '.join('%s one value' % side if index == 0 else '%s another' % side
+                                                       for index, side in enumerate(sides))))
+    return problems
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            'node_digests': node_digests,
+            'cluster_problems': cluster_problems,
+        }
