@@ -21,6 +21,13 @@ references any more. Both happen in a write window, while pulls go on:
 Pulls never lack a registry: the proxy retries a refused or dropped
 connection on the other container of the same name.
 
+Several nodes on one storage run the same window in phases, every node's
+steps at once (the registry role's garbage_collect playbook orders them):
+``--phase open`` (steps 1-3) on every node, ``--phase collect`` (step 4,
+then the shared blob-descriptor cache flushed: it would tell clients that a
+collected layer still exists) on one node, ``--phase close`` (steps 5-6) on
+every node. ``--phase all``, the default, is the whole run on one host.
+
 ``--dry-run`` lists the tags that would go and changes nothing. ``--json``
 prints the result as JSON (for Ansible) and the log on stderr. A run never
 overlaps another (a lock), and one that was cut short (the copy still there)
@@ -39,6 +46,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -283,10 +291,46 @@ class Window:
         self.proxy('--resume-writes')
 
 
+# --- the shared cache ---------------------------------------------------------------
+
+
+def resp_command(*words):
+    """One command in the protocol of Redis and Valkey (RESP): an array of bulk strings."""
+    encoded = [word.encode('utf-8') if isinstance(word, str) else word for word in words]
+    return b''.join([b'*%d\r\n' % len(encoded)] + [b'$%d\r\n%s\r\n' % (len(word), word) for word in encoded])
+
+
+def split_address(address):
+    """("host", port) of "host:port" or "[v6 address]:port"."""
+    host, port = address.rsplit(':', 1) if ':' in address else ('', '')
+    if not host or not port.isdigit():
+        raise GCError('the cache address %r is not host:port' % address)
+    return host.strip('[]'), int(port)
+
+
+def flush_cache(cache, timeout=10):
+    """Empty the registry's database in the shared cache (cache: address, username, password, db)."""
+    commands = []
+    if cache.get('password'):
+        commands.append(resp_command('AUTH', *([cache['username']] if cache.get('username') else []), cache['password']))
+    commands += [resp_command('SELECT', str(cache.get('db', 0))), resp_command('FLUSHDB')]
+    with socket.create_connection(split_address(cache['address']), timeout=timeout) as connection:
+        connection.sendall(b''.join(commands))
+        replies = connection.makefile('rb')
+        for _command in commands:
+            reply = replies.readline().decode('utf-8', 'replace').strip()
+            if not reply.startswith('+'):
+                # Never the command: it may hold the password.
+                raise GCError('the cache at %s refused to be flushed: %s' % (cache['address'], reply or 'no answer'))
+
+
 # --- a run --------------------------------------------------------------------------
 
 
-def run(settings, dry_run):
+PHASES = ('all', 'open', 'collect', 'close')
+
+
+def run(settings, dry_run, phase='all'):
     storage_root = settings.get('storage_root') or ''
     policies = settings.get('policies') or []
     protected = set(settings.get('protected_tags') or ())
@@ -294,7 +338,7 @@ def run(settings, dry_run):
         raise GCError('retention policies need filesystem storage (the push dates are read there)')
     if str(settings.get('registry_major', '3')) == '2':
         raise GCError('garbage collection needs registry 3.x: the collector of 2.x deletes the images of multi-platform indexes')
-    result = {'dry_run': dry_run, 'deleted_tags': [], 'gc': None,
+    result = {'dry_run': dry_run, 'phase': phase, 'deleted_tags': [], 'gc': None,
               'bytes_before': None, 'bytes_after': None, 'bytes_freed': None, 'window_seconds': None}
 
     if dry_run:
@@ -306,6 +350,16 @@ def run(settings, dry_run):
         return result
 
     window = Window(settings)
+    if phase == 'close':
+        window.close()
+        log('write window: closed')
+        return result
+    if phase == 'collect':
+        if window.copy() is None:
+            raise GCError('the write window is not open on this host: run --phase open on every node first')
+        collect(settings, window, result)
+        return result
+
     if window.copy() is not None:
         log('a read-only copy of the registry is left from a run cut short: ending that window first')
     window.close()
@@ -314,31 +368,18 @@ def run(settings, dry_run):
         raise GCError('the registry container %s is not running' % registry['Name'].lstrip('/'))
     started = time.monotonic()
     log('write window: starting a read-only copy of the registry, then stopping writes')
+    if phase == 'open':
+        try:
+            window.open(registry)
+        except BaseException:
+            window.close()
+            raise
+        log('write window: open after %.1f s, pulls served by the read-only copy' % (time.monotonic() - started))
+        return result
     try:
         window.open(registry)
         log('write window: open after %.1f s, pulls served by the read-only copy' % (time.monotonic() - started))
-        if storage_root:
-            result['bytes_before'] = disk_usage(storage_root)
-        if policies:
-            # Planned again now that nothing writes: the dry run's list,
-            # unless tags were pushed since.
-            result['deleted_tags'] = plan(read_tags(storage_root), policies, protected, time.time())
-            delete_tags(storage_root, result['deleted_tags'])
-            for deletion in result['deleted_tags']:
-                log('deleted %(repository)s:%(tag)s (%(digest)s, pushed %(pushed)s): %(reason)s' % deletion)
-        copy = window.copy()
-        command = ['registry', 'garbage-collect', settings['config_path'], '--delete-untagged']
-        execution = window.api.exec_create(copy['Id'], command)
-        output = window.api.exec_start(execution['Id']).decode('utf-8', 'replace')
-        code = window.api.exec_inspect(execution['Id'])['ExitCode']
-        if code != 0:
-            raise GCError('garbage-collect exited with %s: %s' % (code, output[-2000:]))
-        result['gc'] = parse_gc_output(output)
-        log('garbage-collect: %(blobs_marked)d blobs in use, %(blobs_deleted)d blobs and '
-            '%(manifests_deleted)d manifests deleted' % result['gc'])
-        if storage_root:
-            result['bytes_after'] = disk_usage(storage_root)
-            result['bytes_freed'] = result['bytes_before'] - result['bytes_after']
+        collect(settings, window, result)
     finally:
         window.close()
     window_seconds = round(time.monotonic() - started, 1)
@@ -346,6 +387,37 @@ def run(settings, dry_run):
     freed = '' if result['bytes_freed'] is None else ', %d bytes freed' % result['bytes_freed']
     log('write window: closed after %.1f s; %d tags deleted%s' % (window_seconds, len(result['deleted_tags']), freed))
     return result
+
+
+def collect(settings, window, result):
+    """In an open window: retention, garbage-collect in the read-only copy, then the shared cache flushed."""
+    storage_root = settings.get('storage_root') or ''
+    policies = settings.get('policies') or []
+    if storage_root:
+        result['bytes_before'] = disk_usage(storage_root)
+    if policies:
+        # Planned again now that nothing writes: the dry run's list,
+        # unless tags were pushed since.
+        result['deleted_tags'] = plan(read_tags(storage_root), policies, set(settings.get('protected_tags') or ()), time.time())
+        delete_tags(storage_root, result['deleted_tags'])
+        for deletion in result['deleted_tags']:
+            log('deleted %(repository)s:%(tag)s (%(digest)s, pushed %(pushed)s): %(reason)s' % deletion)
+    copy = window.copy()
+    command = ['registry', 'garbage-collect', settings['config_path'], '--delete-untagged']
+    execution = window.api.exec_create(copy['Id'], command)
+    output = window.api.exec_start(execution['Id']).decode('utf-8', 'replace')
+    code = window.api.exec_inspect(execution['Id'])['ExitCode']
+    if code != 0:
+        raise GCError('garbage-collect exited with %s: %s' % (code, output[-2000:]))
+    result['gc'] = parse_gc_output(output)
+    log('garbage-collect: %(blobs_marked)d blobs in use, %(blobs_deleted)d blobs and '
+        '%(manifests_deleted)d manifests deleted' % result['gc'])
+    if settings.get('cache'):
+        flush_cache(settings['cache'])
+        log('the shared blob-descriptor cache is flushed')
+    if storage_root:
+        result['bytes_after'] = disk_usage(storage_root)
+        result['bytes_freed'] = result['bytes_before'] - result['bytes_after']
 
 
 def record_last_run(path, result, now=None):
@@ -377,6 +449,8 @@ def main(argv=None):
     parser.add_argument('config', help='settings (JSON) written by the registry role; - reads them from stdin')
     parser.add_argument('--dry-run', action='store_true', help='list the tags that would be deleted, change nothing')
     parser.add_argument('--json', action='store_true', help='print the result as JSON, the log on stderr')
+    parser.add_argument('--phase', choices=PHASES, default='all',
+                        help='several nodes: open the window (each node), collect (one node), close it (each node)')
     arguments = parser.parse_args(argv)
     if arguments.json:
         LOG = sys.stderr
@@ -393,12 +467,13 @@ def main(argv=None):
             except BlockingIOError:
                 raise GCError('another run or a backup is going on (%s is locked)' % lock_file) from None
             try:
-                result = run(settings, arguments.dry_run)
+                result = run(settings, arguments.dry_run, arguments.phase)
             except (GCError, OSError, ValueError):
-                if not arguments.dry_run:
+                if not arguments.dry_run and arguments.phase in ('all', 'collect'):
                     record_last_run(settings.get('last_run_file'), None)
                 raise
-            if not arguments.dry_run:
+            # The collector records the run (the other nodes only opened and closed).
+            if not arguments.dry_run and arguments.phase in ('all', 'collect'):
                 record_last_run(settings.get('last_run_file'), result)
     except (GCError, OSError, ValueError) as error:
         log('registry_gc: %s' % error)

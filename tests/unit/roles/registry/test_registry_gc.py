@@ -115,3 +115,28 @@ def test_the_summary_of_garbage_collect_is_read():
     assert registry_gc.parse_gc_output(output) == {'blobs_marked': 12, 'blobs_deleted': 3, 'manifests_deleted': 2}
     with pytest.raises(registry_gc.GCError, match='no summary'):
         registry_gc.parse_gc_output('failed to garbage collect: boom')
+
+
+def test_cache_commands_are_arrays_of_bulk_strings():
+    assert registry_gc.resp_command('SELECT', '0') == b'*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n'
+    assert registry_gc.resp_command('AUTH', 'p\u00e4ss') == b'*2\r\n$4\r\nAUTH\r\n$5\r\np\xc3\xa4ss\r\n'
+
+
+@pytest.mark.parametrize('address, expected', [
+    ('cache.internal:6379', ('cache.internal', 6379)),
+    ('10.0.0.5:6380', ('10.0.0.5', 6380)),
+    ('[2001:db8::5]:6379', ('2001:db8::5', 6379)),
+])
+def test_cache_addresses(address, expected):
+    assert registry_gc.split_address(address) == expected
+
+
+@pytest.mark.parametrize('address', ['cache.internal', 'cache:port', ':6379'])
+def test_wrong_cache_addresses_are_refused(address):
+    with pytest.raises(registry_gc.GCError, match='not host:port'):
+        registry_gc.split_address(address)
+
+
+def test_a_phase_other_than_the_four_is_refused():
+    with pytest.raises(SystemExit):
+        registry_gc.main(['-', '--phase', 'sweep'])
