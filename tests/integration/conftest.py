@@ -20,5 +20,14 @@ def target_python(request):
 
 
 @pytest.fixture(scope='session')
+def newest_target_python():
+    """The newest target's interpreter, for what the Docker SDK's version cannot change."""
+    try:
+        return targets.target_python(targets.target_names()[-1])
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope='session')
 def collections_path(tmp_path_factory):
     return targets.collections_tree(str(tmp_path_factory.mktemp('collections')))

@@ -25,7 +25,6 @@ writes: the resilience scenario.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
 import subprocess
@@ -34,13 +33,12 @@ import uuid
 
 import pytest
 
-import targets  # pylint: disable=import-error
+import registry_api  # pylint: disable=import-error
+from registry_api import MANIFEST_TYPE, ImageClient  # pylint: disable=import-error
 from registry_container import DOCKER, registry_image  # pylint: disable=import-error
 from targets import REPO, run  # pylint: disable=import-error
 
 PROGRAM = os.path.join(REPO, 'roles', 'registry', 'files', 'registry_gc.py')
-MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json'
-LAYER_TYPE = 'application/vnd.oci.image.layer.v1.tar'
 DAY = 86400
 CONFIG = """version: 0.1
 log:
@@ -56,7 +54,7 @@ http:
 """
 
 
-class Stack:
+class Stack(ImageClient):
     """The registry container of compose project `project`, found the way registry_gc.py finds it."""
 
     def __init__(self, root):
@@ -81,7 +79,7 @@ class Stack:
                          'proxy_reload_script': '', 'policies': [],
                          # Its own: tests run side by side (pytest -n 2).
                          'lock_file': os.path.join(root, 'gc.lock')}
-        self.wait_answering()
+        assert self.answers(), 'the registry did not answer'
 
     def inspect(self, name=None):
         return json.loads(run([DOCKER, 'inspect', name or self.name]).stdout)[0]
@@ -89,61 +87,8 @@ class Stack:
     def address(self):
         return self.inspect()['NetworkSettings']['Networks'][self.network]['IPAddress']
 
-    def wait_answering(self):
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if self.request('GET', '/v2/')[0] == 200:
-                    return
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, 'the registry did not answer'
-            time.sleep(0.2)
-
     def request(self, method, path, body=None, headers=None, address=None):
-        connection = http.client.HTTPConnection(address or self.address(), 5000, timeout=20)
-        try:
-            connection.request(method, path, body=body, headers=headers or {})
-            response = connection.getresponse()
-            return response.status, response.getheader('Location'), response.read()
-        finally:
-            connection.close()
-
-    def push_blob(self, repository, data):
-        digest = 'sha256:' + hashlib.sha256(data).hexdigest()
-        status, location, _body = self.request('POST', '/v2/%s/blobs/uploads/' % repository)
-        assert status == 202, status
-        status, _location, body = self.request('PUT', '%s%sdigest=%s' % (location, '&' if '?' in location else '?', digest),
-                                               body=data, headers={'Content-Type': 'application/octet-stream'})
-        assert status == 201, (status, body)
-        return {'mediaType': LAYER_TYPE, 'digest': digest, 'size': len(data)}
-
-    def push_image(self, repository, tag, layers):
-        """An image of these layers (bytes each); its manifest's digest, the same for the same layers."""
-        blobs = [self.push_blob(repository, data) for data in layers]
-        config = json.dumps({'architecture': 'amd64', 'os': 'linux', 'rootfs': {'type': 'layers', 'diff_ids': [
-            blob['digest'] for blob in blobs]}}).encode()
-        manifest = {'schemaVersion': 2, 'mediaType': MANIFEST_TYPE,
-                    'config': dict(self.push_blob(repository, config), mediaType='application/vnd.oci.image.config.v1+json'),
-                    'layers': blobs}
-        body = json.dumps(manifest).encode()
-        status, _location, answer = self.request('PUT', '/v2/%s/manifests/%s' % (repository, tag), body=body,
-                                                 headers={'Content-Type': MANIFEST_TYPE})
-        assert status == 201, (status, answer)
-        return 'sha256:' + hashlib.sha256(body).hexdigest()
-
-    def pulls_whole(self, repository, reference):
-        """The manifest and every blob it names answer 200 with the right digest."""
-        status, _location, body = self.request('GET', '/v2/%s/manifests/%s' % (repository, reference),
-                                               headers={'Accept': MANIFEST_TYPE})
-        if status != 200:
-            return False
-        manifest = json.loads(body)
-        for blob in [manifest['config']] + manifest['layers']:
-            status, _location, data = self.request('GET', '/v2/%s/blobs/%s' % (repository, blob['digest']))
-            if status != 200 or 'sha256:' + hashlib.sha256(data).hexdigest() != blob['digest']:
-                return False
-        return True
+        return registry_api.request(address or self.address(), method, path, body, headers)
 
     def set_pushed(self, repository, tag, days_ago):
         link = os.path.join(self.storage, 'docker/registry/v2/repositories', repository, '_manifests/tags', tag, 'current/link')
@@ -160,15 +105,6 @@ class Stack:
         for name in (self.name, self.name.replace('-registry-1', '-registry-maintenance')):
             run([DOCKER, 'rm', '--force', name], check=False)
         run([DOCKER, 'network', 'rm', self.network], check=False)
-
-
-@pytest.fixture(name='newest_target_python')
-def fixture_newest_target_python():
-    """The newest target's interpreter, for what the Docker SDK's version cannot change."""
-    try:
-        return targets.target_python(targets.target_names()[-1])
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
 
 
 @pytest.fixture
