@@ -96,7 +96,9 @@ class Node(ImageClient):
              '--env', 'OTEL_TRACES_EXPORTER=none', '--volume', config_dir + ':/etc/distribution:ro']
             + compose + [registry_image('3.1.1'), '/etc/distribution/config.yml'])
         if not self.answers():
-            pytest.fail('node %s did not answer:\n%s' % (self.name, self.logs()))
+            logs = self.logs()
+            self.remove()
+            pytest.fail('node %s did not answer:\n%s' % (self.name, logs))
 
     @property
     def address(self):
