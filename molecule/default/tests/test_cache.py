@@ -9,7 +9,8 @@ user and its reach.
 
 from __future__ import annotations
 
-import json
+import os
+import pathlib
 
 import pytest
 import testinfra
@@ -21,14 +22,16 @@ CONFIG = "/etc/valkey/selfhosted-registry.conf"
 
 @pytest.fixture(scope="module")
 def settings(host):
-    variables = host.ansible.get_variables()
-    return variables["cache_bind_address"].strip(), variables["cache_password"]
+    """cache_bind_address (molecule.yml reads it from the file prepare.yml writes: testinfra gets the
+    template, not its value) and cache_password."""
+    address = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "client-address").read_text().strip()
+    return address, host.ansible.get_variables()["cache_password"]
 
 
 def cli(host, address, *command, user=None, password=None):
     """valkey-cli's answer (stdout and stderr) to one command at the address, as `user` or unauthenticated."""
-    login = ["--user", user, "--pass", password] if user else []
-    done = host.run(" ".join(["valkey-cli", "-h", address, "--no-auth-warning", *login, *[json.dumps(word) for word in command]]))
+    words = ["valkey-cli", "-h", address, "--no-auth-warning", *(["--user", user, "--pass", password] if user else []), *command]
+    done = host.run(" ".join(["%s"] * len(words)), *words)
     return (done.stdout + done.stderr).strip()
 
 
