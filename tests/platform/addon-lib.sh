@@ -61,3 +61,36 @@ build_addon_image() {
     changed "built image $IMAGE"
   fi
 }
+
+# start_container ROLE WHAT WHERE [docker run options]: run $CONTAINER from
+# $IMAGE (build_addon_image) on the network as $ALIAS, labelled ROLE (`platform
+# down` removes it), unless it runs from that image already.
+start_container() {
+  local role=$1 what=$2 where=$3 state image
+  shift 3
+  image=$(docker image inspect --format '{{ .Id }}' "$IMAGE")
+  state=$(docker container inspect --format '{{ .Image }} {{ .State.Running }}' "$CONTAINER" 2>/dev/null || true)
+  if [[ $state == "$image true" ]]; then
+    ok "$what is running"
+    return
+  fi
+  [[ -z $state ]] || docker rm --force "$CONTAINER" >/dev/null
+  docker run --detach --name "$CONTAINER" --label "$ROLE_LABEL=$role" \
+    --network "$NETWORK" --network-alias "$ALIAS" "$@" "$IMAGE" >/dev/null
+  changed "started $what ($CONTAINER, $where)"
+}
+
+remove_container() {
+  if docker container inspect "$CONTAINER" >/dev/null 2>&1; then
+    docker rm --force "$CONTAINER" >/dev/null
+    changed "removed $CONTAINER"
+  else
+    ok "$CONTAINER is absent"
+  fi
+}
+
+# $CONTAINER's address on the network: containers that test hosts run cannot
+# resolve the platform's names.
+container_address() {
+  docker container inspect --format "{{ (index .NetworkSettings.Networks \"$NETWORK\").IPAddress }}" "$CONTAINER"
+}

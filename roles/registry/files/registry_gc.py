@@ -368,20 +368,18 @@ def run(settings, dry_run, phase='all'):
         raise GCError('the registry container %s is not running' % registry['Name'].lstrip('/'))
     started = time.monotonic()
     log('write window: starting a read-only copy of the registry, then stopping writes')
-    if phase == 'open':
-        try:
-            window.open(registry)
-        except BaseException:
-            window.close()
-            raise
-        log('write window: open after %.1f s, pulls served by the read-only copy' % (time.monotonic() - started))
-        return result
     try:
         window.open(registry)
         log('write window: open after %.1f s, pulls served by the read-only copy' % (time.monotonic() - started))
-        collect(settings, window, result)
-    finally:
+        if phase == 'all':
+            collect(settings, window, result)
+    except BaseException:
         window.close()
+        raise
+    if phase == 'open':
+        # Left open for `collect` on one node and `close` on each.
+        return result
+    window.close()
     window_seconds = round(time.monotonic() - started, 1)
     result['window_seconds'] = window_seconds
     freed = '' if result['bytes_freed'] is None else ', %d bytes freed' % result['bytes_freed']
