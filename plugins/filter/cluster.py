@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+from ansible.module_utils.parsing.convert_bool import boolean
+
 
 def node_digests(settings):
     """{name: SHA-256 of its value}: enough to compare nodes, and no value (secrets among them) leaves the node."""
@@ -51,9 +53,33 @@ def cluster_problems(nodes):
     return problems
 
 
+def registry_nodes(hostvars, hosts, domain):
+    """The nodes of registry `domain` among `hosts` (group registry), sorted by name.
+
+    A node is a host with registry_load_balanced true and that registry_domain. Each is
+    {name, address, port, certificate}: where a balancer reaches its nginx (registry_node_address,
+    else the inventory name; proxy_https_port, else 443) and the file of the certificate it serves
+    there (the certificates role's tls/fullchain.pem).
+    """
+    nodes = []
+    for name in sorted(hosts):
+        host = hostvars[name]
+        if not boolean(host.get('registry_load_balanced', False), strict=False) or host.get('registry_domain') != domain:
+            continue
+        base_dir = host.get('certificates_base_dir') or host.get('registry_base_dir') or '/opt/registry'
+        nodes.append({
+            'name': name,
+            'address': host.get('registry_node_address') or name,
+            'port': int(host.get('proxy_https_port') or 443),
+            'certificate': '%s/tls/fullchain.pem' % base_dir,
+        })
+    return nodes
+
+
 class FilterModule:
     def filters(self):
         return {
             'node_digests': node_digests,
             'cluster_problems': cluster_problems,
+            'registry_nodes': registry_nodes,
         }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.selfhosted.registry.plugins.filter.cluster import cluster_problems, node_digests
+from ansible_collections.selfhosted.registry.plugins.filter.cluster import cluster_problems, node_digests, registry_nodes
 
 SETTINGS = {'registry_http_secret': 'a' * 64, 'registry_image': 'registry:3.1.1',
             'registry_users': [{'name': 'alice', 'password': 'alice-secret'}]}
@@ -64,3 +64,19 @@ def test_a_setting_only_one_node_shows_counts_as_a_difference():
     first, second = node('n1'), node('n2')
     del second['digests']['registry_image']
     assert 'disagree on registry_image' in cluster_problems([first, second])[0]
+
+
+def test_registry_nodes_are_the_balanced_hosts_of_the_name():
+    hostvars = {
+        'b': {'registry_load_balanced': 'true', 'registry_domain': 'registry.example.com',
+              'registry_node_address': '10.0.0.2', 'proxy_https_port': '8443', 'registry_base_dir': '/srv/registry'},
+        'a': {'registry_load_balanced': True, 'registry_domain': 'registry.example.com'},
+        'alone': {'registry_domain': 'registry.example.com'},
+        'other': {'registry_load_balanced': True, 'registry_domain': 'other.example.com'},
+        'off': {'registry_load_balanced': 'no', 'registry_domain': 'registry.example.com'},
+    }
+    assert registry_nodes(hostvars, list(hostvars), 'registry.example.com') == [
+        {'name': 'a', 'address': 'a', 'port': 443, 'certificate': '/opt/registry/tls/fullchain.pem'},
+        {'name': 'b', 'address': '10.0.0.2', 'port': 8443, 'certificate': '/srv/registry/tls/fullchain.pem'},
+    ]
+    assert registry_nodes(hostvars, [], 'registry.example.com') == []
