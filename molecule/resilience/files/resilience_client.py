@@ -274,7 +274,7 @@ def load(args: argparse.Namespace) -> None:
             start = time.time()
             try:
                 result = subprocess.run(
-                    ["skopeo", "copy", "--quiet", "--src-creds", creds(), f"docker://{args.ref}", f"dir:{work}"],
+                    ["skopeo", "copy", "--quiet", "--retry-times", str(args.pull_retries), "--src-creds", creds(), f"docker://{args.ref}", f"dir:{work}"],
                     capture_output=True,
                     text=True,
                     timeout=args.pull_timeout,
@@ -383,6 +383,7 @@ def main() -> None:
     p.add_argument("--max-seconds", type=float, default=300)
     p.add_argument("--max-pulls", type=int, default=300)
     p.add_argument("--pull-timeout", type=float, default=60)
+    p.add_argument("--pull-retries", type=int, default=0, help="skopeo's --retry-times: a request that failed is tried again, as docker does")
     p.add_argument("--pull-interval", type=float, default=0.5, help="least time from one pull's start to the next")
     p.add_argument("--probe-interval", type=float, default=0.25)
     p.add_argument("--probe-timeout", type=float, default=10)

@@ -123,6 +123,15 @@ class Container:
         return int(output.splitlines()[0].rsplit(":", 1)[1])
 
 
+# The platform's network (molecule/resources/vars/platform.yml): tests move the registry's name between hosts on it.
+NETWORK = "selfhosted-test"
+
+
+def network(*arguments: str) -> None:
+    """`docker network ARGUMENTS`: connect or disconnect a test container, with the aliases it answers to."""
+    subprocess.run([DOCKER, "network", *arguments], capture_output=True, text=True, check=True)
+
+
 REGISTRY_HOST = Container("debian13")
 CLIENT = Container("client")
 
@@ -226,10 +235,10 @@ class SiteRun:
         return "\n".join(self.output.splitlines()[-lines:])
 
 
-def _site_inventory(unset: tuple[str, ...], target: Path, registry_hosts: list[str] | None = None) -> Path:
+def _site_inventory(unset: tuple[str, ...], target: Path, registry_hosts: list[str] | None = None, groups: dict | None = None) -> Path:
     """Molecule's inventory in `target`, with the current SSH ports and without the variables in `unset`.
 
-    `registry_hosts`: the hosts of the group `registry` instead of the scenario's.
+    `registry_hosts`: the hosts of the group `registry` instead of the scenario's; `groups`: more groups, name -> hosts.
     """
     assert INVENTORY_DIR is not None, "run the tests through molecule (MOLECULE_INVENTORY_FILE is not set)"
     shutil.copytree(INVENTORY_DIR, target)
@@ -237,6 +246,8 @@ def _site_inventory(unset: tuple[str, ...], target: Path, registry_hosts: list[s
     inventory = yaml.safe_load(hosts_file.read_text())
     if registry_hosts is not None:
         inventory["registry"]["hosts"] = {name: None for name in registry_hosts}
+    for group, names in (groups or {}).items():
+        inventory[group] = {"hosts": {name: None for name in names}}
     for name, hostvars in (inventory["all"].get("hosts") or {}).items():
         # A stopped host (test_5_backup_restore.py) has no port, nor a play.
         if Container(name).inspect("{{.State.Running}}") == "true":
@@ -290,19 +301,20 @@ def run_site(
     play: str | None = None,
     check: bool = False,
     registry_hosts: list[str] | None = None,
+    groups: dict | None = None,
 ) -> SiteRun:
     """The site playbook (converge.yml, which imports selfhosted.registry.site) on the registry host, as a user runs it.
 
     Extra vars: the state's overrides (what earlier tests changed), then `extra`.
     `playbook`: another ansible-playbook than the one of the tests' virtualenv; `diff`: with --diff;
     `play`: another playbook (a collection's, e.g. selfhosted.registry.garbage_collect); `check`: with --check;
-    `registry_hosts`: the hosts of the group `registry` (default: the scenario's).
+    `registry_hosts`: the hosts of the group `registry` (default: the scenario's); `groups`: more groups, name -> hosts.
     """
     state = load_state()
     variables = {k: v for k, v in state["overrides"].items() if k not in unset}
     variables.update(extra or {})
     work = Path(tempfile.mkdtemp(prefix="resilience-run-", dir=EPHEMERAL))
-    inventory = _site_inventory(unset, work / "inventory", registry_hosts)
+    inventory = _site_inventory(unset, work / "inventory", registry_hosts, groups)
     vars_file = work / "extra-vars.json"
     vars_file.write_text(json.dumps(variables))
     playbook = playbook or shutil.which("ansible-playbook") or str(Path(sys.executable).parent / "ansible-playbook")
@@ -534,13 +546,16 @@ class Load:
 
 
 @contextlib.contextmanager
-def load_loop(client: Container, image: dict, phase: str, max_seconds: float = 900, max_pulls: int = 2000):
-    """Run the pull loop during the block: ready once 2 pulls succeeded, stopped (bounded) at the end."""
+def load_loop(client: Container, image: dict, phase: str, max_seconds: float = 900, max_pulls: int = 2000, pull_retries: int = 0):
+    """Run the pull loop during the block: ready once 2 pulls succeeded, stopped (bounded) at the end.
+
+    `pull_retries`: each pull tries a failed request again that often, as docker does (default: never).
+    """
     log = f"/var/tmp/resilience-load-{re.sub('[^a-z0-9]+', '-', phase.lower()).strip('-')}.jsonl"
     client.run(f"rm -f {log} {log}.done {log}.stop")
     client.run(
         f"nohup {CLIENT_TOOL} load --ref {image['ref']} --ca {PEBBLE_ROOT} --log {log} --stop-file {log}.stop"
-        f" --max-seconds {max_seconds} --max-pulls {max_pulls} --pull-timeout 60 --pull-interval 1 --probe-interval 0.25"
+        f" --max-seconds {max_seconds} --max-pulls {max_pulls} --pull-timeout 60 --pull-retries {pull_retries} --pull-interval 1 --probe-interval 0.25"
         f" >{log}.out 2>&1 &",
         env={"RESILIENCE_CREDS": f"{PULLER['name']}:{PULLER['password']}"},
     )

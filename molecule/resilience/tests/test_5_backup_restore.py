@@ -21,11 +21,13 @@ from conftest import (
     DOCKER,
     DOMAIN,
     EPHEMERAL,
+    NETWORK,
     REGISTRY_HOST,
     Container,
     assert_no_failed_pull,
     load_state,
     measure,
+    network,
     pull_all,
     report,
     run_site,
@@ -38,11 +40,6 @@ from conftest import (
 NEW_HOST = Container("restored")
 # Every tag's link and its modification time (retention's push date).
 TAG_LINKS = "cd {storage}/docker/registry/v2/repositories && find . -path '*/_manifests/tags/*/current/link' -printf '%P %T@\\n' | sort"
-NETWORK = "selfhosted-test"  # the platform's network (molecule/resources/vars/platform.yml)
-
-
-def network(*arguments: str) -> None:
-    subprocess.run([DOCKER, "network", *arguments], capture_output=True, text=True, check=True)
 
 
 def test_backup_destroy_restore_on_a_new_host(client, images):
