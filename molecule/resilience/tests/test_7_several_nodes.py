@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shlex
 import subprocess
 import time
 
@@ -23,24 +25,35 @@ import pytest
 from conftest import (
     DOCKER,
     DOMAIN,
+    MANIFEST_ACCEPT,
     NETWORK,
     PEBBLE_ROOT,
+    PULLER,
     PROJECT_DIR,
     REGISTRY_HOST,
     Container,
+    Window,
     apply_overrides,
     assert_no_failed_pull,
+    containers_of_stack,
+    load_loop,
+    load_state,
+    manifest_path,
     measure,
     network,
     pull_all,
     push_image,
     report,
     run_site,
+    save_state,
     served_serial,
     wait_until_served,
 )
 
 BALANCER = Container("lb")
+# The host test_5_backup_restore.py restored debian13's backup on, stopped since: the second node.
+SECOND = Container("restored")
+NODES = ["debian13", "restored"]
 # molecule.yml's certificates_acme_ca_bundle: certbot's trust for Pebble's API.
 PEBBLE_LISTENER_CA = "/usr/local/share/selfhosted-test/pebble-listener-ca.pem"
 CEPH = str(PROJECT_DIR / "tests" / "platform" / "ceph")
@@ -89,18 +102,21 @@ def node_settings() -> dict:
     }
 
 
-def node_certificate() -> str:
-    return REGISTRY_HOST.out("cat /opt/registry/tls/fullchain.pem")
-
-
-def pull_from_node(client: Container, images: list[dict]) -> dict:
-    """Pull by digest from debian13 directly: the registry's name pointed at it, its own certificate trusted."""
-    client.run(f'printf "%s\\n" "$NODE_CERT" > {NODE_CA}', env={"NODE_CERT": node_certificate()})
-    client.run(f"cp /etc/hosts /etc/hosts.resilience && echo '{address(REGISTRY_HOST)} {DOMAIN}' >> /etc/hosts")
+@contextlib.contextmanager
+def at_node(client: Container, node: Container):
+    """The client meets `node` directly under the registry's name: the name pointed at it, its own certificate trusted."""
+    client.run(f'printf "%s\\n" "$NODE_CERT" > {NODE_CA}', env={"NODE_CERT": node.out("cat /opt/registry/tls/fullchain.pem")})
+    client.run(f"cp /etc/hosts /etc/hosts.resilience && echo '{address(node)} {DOMAIN}' >> /etc/hosts")
     try:
-        return pull_all(client, images)
+        yield
     finally:
         client.run(f"cat /etc/hosts.resilience > /etc/hosts && rm -f /etc/hosts.resilience {NODE_CA}", check=False)
+
+
+def pull_from_node(client: Container, images: list[dict], node: Container = REGISTRY_HOST) -> dict:
+    """Pull by digest from `node` directly."""
+    with at_node(client, node):
+        return pull_all(client, images)
 
 
 def test_a_node_behind_the_balancer(client, node_settings):
@@ -119,7 +135,7 @@ def test_a_node_behind_the_balancer(client, node_settings):
     changed = {host: counts["changed"] for host, counts in rerun.recap.items() if counts.get("changed")}
     assert not changed, f"a rerun changed {changed}: {sorted(rerun.changed_tasks())}"
 
-    image = push_image(client, "several-nodes/first", layers=2)
+    image = remember(push_image(client, "several-nodes/first", layers=2))
     through_balancer = pull_all(client, [image])
     assert not any(through_balancer.values()), through_balancer
     from_node = pull_from_node(client, [image])
@@ -170,3 +186,144 @@ def test_balancer_confined():
     while (users := sorted(BALANCER.out("ps -o user= -C haproxy").split())) != ["haproxy", "root"] and time.time() < deadline:
         time.sleep(2)
     assert users == ["haproxy", "root"], f"haproxy's processes run as {users}"
+
+
+def remember(image: dict) -> dict:
+    """Keep an image pushed to the bucket for the later tests of this file (the state's images are on debian13's disk)."""
+    state = load_state()
+    state.setdefault("several_nodes_images", []).append(image)
+    save_state(state)
+    return image
+
+
+def images_pushed_here() -> list[dict]:
+    return load_state().get("several_nodes_images", [])
+
+
+def balancer_servers() -> dict:
+    """haproxy's view of its nodes: name -> {status, sessions served}, from its runtime socket."""
+    script = (
+        "import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock');"
+        " s.sendall(b'show stat\\n'); data = b''\n"
+        "while chunk := s.recv(65536): data += chunk\n"
+        "print(data.decode())"
+    )
+    lines = BALANCER.out(f"python3 -c {shlex.quote(script)}").splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    rows = [dict(zip(header, line.split(","))) for line in lines[1:] if line.startswith("nodes,")]
+    return {row["svname"]: {"status": row["status"], "sessions": int(row["stot"] or 0)} for row in rows if row["svname"] != "BACKEND"}
+
+
+def wait_for_balancer(status: dict, timeout: float = 180) -> dict:
+    """Wait until haproxy sees each node in `status` (name -> UP or DOWN) so; its view at the end."""
+    deadline = time.time() + timeout
+    while (servers := balancer_servers()) and any(servers.get(name, {}).get("status", "").split(" ")[0] != want for name, want in status.items()):
+        if time.time() > deadline:
+            break
+        time.sleep(1)
+    return servers
+
+
+def test_a_second_node_joins_under_load(client):
+    """restored (debian13's backup, stopped since test_5) joins: 0 failed pulls, debian13's stack untouched, one key."""
+    subprocess.run([DOCKER, "start", SECOND.name], capture_output=True, check=True)
+    # It still answers to the registry's name from test_5: only to its own from now on.
+    network("disconnect", NETWORK, SECOND.name)
+    network("connect", "--alias", "restored", NETWORK, SECOND.name)
+    SECOND.run("systemctl is-system-running --wait", check=False, timeout=180)
+    image = remember(push_image(client, "several-nodes/join"))
+    stack = containers_of_stack()
+    window, run = measure(
+        client, image, "a second node joins", lambda: run_site(groups=GROUPS, registry_hosts=NODES, label="several nodes: restored joins")
+    )
+    assert run.rc == 0, run.tail()
+    assert_no_failed_pull(window)
+    assert containers_of_stack() == stack, "debian13's stack changed when restored joined"
+    signer = "cat /opt/registry/token/signing-certificate.pem"
+    assert SECOND.out(signer) == REGISTRY_HOST.out(signer), "the nodes sign tokens with different keys"
+    servers = wait_for_balancer({"debian13": "UP", "restored": "UP"})
+    assert {name: server["status"] for name, server in servers.items()} == {"debian13": "UP", "restored": "UP"}, servers
+    failed = {node.name: pull_from_node(client, [image], node) for node in (REGISTRY_HOST, SECOND)}
+    assert not any(error for pulls in failed.values() for error in pulls.values()), failed
+    report(f"{window.summary()}; restored joined in {run.seconds:.0f} s (debian13 untouched, one signing key), both UP, pulls from each")
+
+
+def test_a_token_from_one_node_opens_the_other(client):
+    image = images_pushed_here()[-1]
+    repository = image["ref"].partition("/")[2].partition("@")[0]
+    with at_node(client, REGISTRY_HOST):
+        token = json.loads(
+            client.out(
+                f"curl -fsS --cacert {NODE_CA} -u \"$RESILIENCE_CREDS\""
+                f" 'https://{DOMAIN}/auth/token?service={DOMAIN}&scope=repository:{repository}:pull'",
+                env={"RESILIENCE_CREDS": f"{PULLER['name']}:{PULLER['password']}"},
+            )
+        )["token"]
+    with at_node(client, SECOND):
+        status = client.out(
+            f"curl -sS -o /dev/null -w '%{{http_code}}' --cacert {NODE_CA} -H \"Authorization: Bearer $TOKEN\""
+            f" -H {shlex.quote('Accept: ' + MANIFEST_ACCEPT)} 'https://{DOMAIN}{manifest_path(image)}'",
+            env={"TOKEN": token},
+        )
+    assert status == "200", f"restored answers {status} to a token from debian13"
+
+
+def test_a_node_killed_and_back_under_load(client):
+    """docker kill restored, then start it: pulls that retry (as docker's do) never fail; the node comes back by itself."""
+    image = images_pushed_here()[-1]
+    with load_loop(client, image, "a node killed and back", pull_retries=2) as loop:
+        start = time.time()
+        subprocess.run([DOCKER, "kill", SECOND.name], capture_output=True, check=True)
+        killed = time.time()
+        down = wait_for_balancer({"restored": "DOWN"}, timeout=30)
+        out = time.time()
+        loop.wait_for_pulls(3, after=time.time(), timeout=120)
+        subprocess.run([DOCKER, "start", SECOND.name], capture_output=True, check=True)
+        back = wait_for_balancer({"restored": "UP"}, timeout=240)
+        rejoined = time.time()
+        loop.wait_for_pulls(3, after=rejoined, timeout=120)
+        end = time.time()
+    window = Window("a node killed and back", start, end, loop.records())
+    report(window.summary())
+    assert down["restored"]["status"].startswith("DOWN"), down
+    assert back["restored"]["status"] == "UP", back
+    assert not window.failed("pull"), f"failed pulls: {window.failure_details('pull')}"
+    # A probe is one request, never tried again: only those the kill cut, before haproxy took the node out.
+    late = [a for a in window.failed("probe") if a.start > killed + 5]
+    assert not late, f"probes failed after the node was out: {window.failure_details('probe')}"
+    sessions = balancer_servers()["restored"]["sessions"]
+    report(f"restored out {out - killed:.1f} s after the kill, back {rejoined - killed:.0f} s after it;"
+           f" probes cut by the kill: {len(window.failed('probe'))}; restored served {sessions} sessions")
+
+
+def test_storage_stopped_answers_errors_not_hangs(client):
+    """radosgw stopped for 20 s: every request ends within 10 s, with an error; all is well again by itself."""
+    image = images_pushed_here()[-1]
+    with load_loop(client, image, "radosgw stopped") as loop:
+        start = time.time()
+        ceph("stop-rgw")
+        time.sleep(20)
+        ceph("start-rgw")
+        restarted = time.time()
+        recovered = loop.wait_until_pulls_succeed(2, after=restarted, timeout=120)
+        end = time.time()
+    window = Window("radosgw stopped 20 s", start, end, loop.records())
+    report(window.summary())
+    assert recovered, "pulls do not succeed again after radosgw is back"
+    slow = [a for a in window.during("probe") if a.end - a.start > 10]
+    assert not slow, f"requests that hung while radosgw was stopped: {[(a.end - a.start, a.detail) for a in slow[:3]]}"
+    seen = sorted({a.detail[:60] for a in window.failed("probe")})
+    assert window.failed("probe"), "no request failed while the storage was stopped: the check cannot see the outage"
+    report(f"radosgw stopped 20 s: clients saw {seen[:3]}; pulls again {recovered - restarted:.1f} s after it was back")
+
+
+def test_cache_stopped_costs_nothing(client):
+    """Valkey stopped on lb: pulls and a push go on."""
+    image = images_pushed_here()[-1]
+    window, pushed = measure(
+        client, image, "the cache stopped",
+        lambda: (BALANCER.run("systemctl stop valkey-server"), remember(push_image(client, "several-nodes/without-cache")))[1],
+    )
+    BALANCER.run("systemctl start valkey-server")
+    assert_no_failed_pull(window)
+    assert not any(pull_all(client, [pushed]).values()), "an image pushed while the cache was down does not pull"
