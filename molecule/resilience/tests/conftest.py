@@ -360,11 +360,21 @@ def apply_overrides(changes: dict) -> None:
 
 
 def push_image(
-    client: Container, repository: str, *, layers: int = 1, layer_bytes: int = 1 << 20, platforms: str = "amd64", timeout: float = 300
+    client: Container,
+    repository: str,
+    *,
+    layers: int = 1,
+    layer_bytes: int = 1 << 20,
+    platforms: str = "amd64",
+    timeout: float = 300,
+    tag: str | None = None,
 ) -> dict:
-    """Make an image of random layers on the client (an index for several platforms) and push it; returns {ref, blobs}."""
-    name = uuid.uuid4().hex[:8]
-    directory = f"/var/tmp/resilience-image-{name}"
+    """Make an image of random layers on the client (an index for several platforms) and push it; returns {ref, blobs}.
+
+    `tag`: push it as that tag (default: a new one), replacing the image it named.
+    """
+    name = tag or uuid.uuid4().hex[:8]
+    directory = f"/var/tmp/resilience-image-{uuid.uuid4().hex[:8]}"
     made = json.loads(
         client.out(
             f"{CLIENT_TOOL} make-image {directory} --name {name} --layers {layers} --layer-bytes {layer_bytes} --platforms {platforms}",

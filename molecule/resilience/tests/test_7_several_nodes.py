@@ -113,6 +113,17 @@ def at_node(client: Container, node: Container):
         client.run(f"cat /etc/hosts.resilience > /etc/hosts && rm -f /etc/hosts.resilience {NODE_CA}", check=False)
 
 
+def token_at_node(client: Container, repository: str) -> str:
+    """A pull token for `repository` from the node the client meets (inside `at_node`)."""
+    return json.loads(
+        client.out(
+            f"curl -fsS --cacert {NODE_CA} -u \"$RESILIENCE_CREDS\""
+            f" 'https://{DOMAIN}/auth/token?service={DOMAIN}&scope=repository:{repository}:pull'",
+            env={"RESILIENCE_CREDS": f"{PULLER['name']}:{PULLER['password']}"},
+        )
+    )["token"]
+
+
 def pull_from_node(client: Container, images: list[dict], node: Container = REGISTRY_HOST) -> dict:
     """Pull by digest from `node` directly."""
     with at_node(client, node):
@@ -252,13 +263,7 @@ def test_a_token_from_one_node_opens_the_other(client):
     image = images_pushed_here()[-1]
     repository = image["ref"].partition("/")[2].partition("@")[0]
     with at_node(client, REGISTRY_HOST):
-        token = json.loads(
-            client.out(
-                f"curl -fsS --cacert {NODE_CA} -u \"$RESILIENCE_CREDS\""
-                f" 'https://{DOMAIN}/auth/token?service={DOMAIN}&scope=repository:{repository}:pull'",
-                env={"RESILIENCE_CREDS": f"{PULLER['name']}:{PULLER['password']}"},
-            )
-        )["token"]
+        token = token_at_node(client, repository)
     with at_node(client, SECOND):
         status = client.out(
             f"curl -sS -o /dev/null -w '%{{http_code}}' --cacert {NODE_CA} -H \"Authorization: Bearer $TOKEN\""
@@ -327,3 +332,44 @@ def test_cache_stopped_costs_nothing(client):
     BALANCER.run("systemctl start valkey-server")
     assert_no_failed_pull(window)
     assert not any(pull_all(client, [pushed]).values()), "an image pushed while the cache was down does not pull"
+
+
+def node_answers(client: Container, node: Container, repository: str, paths: list[str]) -> dict:
+    """path -> HTTP status of a HEAD at `node` directly, with a pull token for `repository` from that node."""
+    with at_node(client, node):
+        token = token_at_node(client, repository)
+        statuses = client.out(
+            "for path in " + " ".join(shlex.quote(path) for path in paths) + "; do"
+            f" curl -sS -o /dev/null -w '%{{http_code}}\\n' --head --cacert {NODE_CA} -H \"Authorization: Bearer $TOKEN\""
+            f" -H {shlex.quote('Accept: ' + MANIFEST_ACCEPT)} \"https://{DOMAIN}$path\"; done",
+            env={"TOKEN": token},
+        ).split()
+    return dict(zip(paths, statuses))
+
+
+def test_garbage_collection_across_both_nodes(client):
+    """The garbage_collect playbook on both nodes under a pull loop: 0 failed pulls; what only an untagged image had
+    is gone from both nodes at once (the shared cache flushed); the image that replaced it pulls from both."""
+    repository = "several-nodes/gc"
+    replaced = push_image(client, repository, tag="latest", layer_bytes=1 << 16)
+    kept = remember(push_image(client, repository, tag="latest", layer_bytes=1 << 16))
+    blob = f"/v2/{repository}/blobs/{{}}"
+    gone, still = [blob.format(d) for d in replaced["blobs"]], [blob.format(d) for d in kept["blobs"]]
+    # Both nodes have answered for the replaced blobs, so that the cache holds them.
+    for node in (REGISTRY_HOST, SECOND):
+        assert set(node_answers(client, node, repository, gone).values()) == {"200"}
+    window, run = measure(
+        client,
+        images_pushed_here()[0],
+        "garbage collection across the nodes",
+        lambda: run_site(play="selfhosted.registry.garbage_collect", registry_hosts=NODES, groups=GROUPS, label="several nodes: garbage collection"),
+    )
+    assert run.rc == 0, run.tail()
+    assert_no_failed_pull(window)
+    for node in (REGISTRY_HOST, SECOND):
+        answers = node_answers(client, node, repository, gone + still)
+        assert {answers[path] for path in gone} == {"404"}, f"{node.name} still answers for collected blobs: {answers}"
+        assert {answers[path] for path in still} == {"200"}, f"{node.name} lost blobs of the kept image: {answers}"
+    failed = {node.name: pull_from_node(client, [kept], node) for node in (REGISTRY_HOST, SECOND)}
+    assert not any(error for pulls in failed.values() for error in pulls.values()), failed
+    report(f"{window.summary()}; collected on debian13 in a window on both nodes: {len(gone)} blobs gone from both, the kept image pulls from each")
