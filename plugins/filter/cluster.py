@@ -57,9 +57,10 @@ def registry_nodes(hostvars, hosts, domain):
     """The nodes of registry `domain` among `hosts` (group registry), sorted by name.
 
     A node is a host with registry_load_balanced true and that registry_domain. Each is
-    {name, address, port, certificate}: where a balancer reaches its nginx (registry_node_address,
-    else the inventory name; proxy_https_port, else 443) and the file of the certificate it serves
-    there (the certificates role's tls/fullchain.pem).
+    {name, address, port, certificate, drained}: where a balancer reaches its nginx (registry_node_address,
+    else the inventory name; proxy_https_port, else 443), the file of the certificate it serves
+    there (the certificates role's tls/fullchain.pem), and whether it is to get no new requests
+    (registry_node_drained).
     """
     nodes = []
     for name in sorted(hosts):
@@ -72,6 +73,7 @@ def registry_nodes(hostvars, hosts, domain):
             'address': host.get('registry_node_address') or name,
             'port': int(host.get('proxy_https_port') or 443),
             'certificate': '%s/tls/fullchain.pem' % base_dir,
+            'drained': boolean(host.get('registry_node_drained', False), strict=False),
         })
     return nodes
 

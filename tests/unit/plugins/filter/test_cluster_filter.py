@@ -68,7 +68,7 @@ def test_a_setting_only_one_node_shows_counts_as_a_difference():
 
 def test_registry_nodes_are_the_balanced_hosts_of_the_name():
     hostvars = {
-        'b': {'registry_load_balanced': 'true', 'registry_domain': 'registry.example.com',
+        'b': {'registry_load_balanced': 'true', 'registry_domain': 'registry.example.com', 'registry_node_drained': 'yes',
               'registry_node_address': '10.0.0.2', 'proxy_https_port': '8443', 'registry_base_dir': '/srv/registry'},
         'a': {'registry_load_balanced': True, 'registry_domain': 'registry.example.com'},
         'alone': {'registry_domain': 'registry.example.com'},
@@ -76,7 +76,7 @@ def test_registry_nodes_are_the_balanced_hosts_of_the_name():
         'off': {'registry_load_balanced': 'no', 'registry_domain': 'registry.example.com'},
     }
     assert registry_nodes(hostvars, list(hostvars), 'registry.example.com') == [
-        {'name': 'a', 'address': 'a', 'port': 443, 'certificate': '/opt/registry/tls/fullchain.pem'},
-        {'name': 'b', 'address': '10.0.0.2', 'port': 8443, 'certificate': '/srv/registry/tls/fullchain.pem'},
+        {'name': 'a', 'address': 'a', 'port': 443, 'certificate': '/opt/registry/tls/fullchain.pem', 'drained': False},
+        {'name': 'b', 'address': '10.0.0.2', 'port': 8443, 'certificate': '/srv/registry/tls/fullchain.pem', 'drained': True},
     ]
     assert registry_nodes(hostvars, [], 'registry.example.com') == []
