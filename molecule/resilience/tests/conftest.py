@@ -235,10 +235,13 @@ class SiteRun:
         return "\n".join(self.output.splitlines()[-lines:])
 
 
-def _site_inventory(unset: tuple[str, ...], target: Path, registry_hosts: list[str] | None = None, groups: dict | None = None) -> Path:
+def _site_inventory(
+    unset: tuple[str, ...], target: Path, registry_hosts: list[str] | None = None, groups: dict | None = None, host_vars: dict | None = None
+) -> Path:
     """Molecule's inventory in `target`, with the current SSH ports and without the variables in `unset`.
 
-    `registry_hosts`: the hosts of the group `registry` instead of the scenario's; `groups`: more groups, name -> hosts.
+    `registry_hosts`: the hosts of the group `registry` instead of the scenario's; `groups`: more groups, name -> hosts;
+    `host_vars`: more variables of some hosts, name -> variables.
     """
     assert INVENTORY_DIR is not None, "run the tests through molecule (MOLECULE_INVENTORY_FILE is not set)"
     shutil.copytree(INVENTORY_DIR, target)
@@ -252,6 +255,7 @@ def _site_inventory(unset: tuple[str, ...], target: Path, registry_hosts: list[s
         # A stopped host (test_5_backup_restore.py) has no port, nor a play.
         if Container(name).inspect("{{.State.Running}}") == "true":
             hostvars["ansible_port"] = Container(name).ssh_port()
+        hostvars.update((host_vars or {}).get(name, {}))
     # The groups repeat the hosts (YAML anchors in molecule's file): same values.
     for group in inventory.values():
         for name in group.get("hosts") or {}:
@@ -302,19 +306,21 @@ def run_site(
     check: bool = False,
     registry_hosts: list[str] | None = None,
     groups: dict | None = None,
+    host_vars: dict | None = None,
 ) -> SiteRun:
     """The site playbook (converge.yml, which imports selfhosted.registry.site) on the registry host, as a user runs it.
 
     Extra vars: the state's overrides (what earlier tests changed), then `extra`.
     `playbook`: another ansible-playbook than the one of the tests' virtualenv; `diff`: with --diff;
     `play`: another playbook (a collection's, e.g. selfhosted.registry.garbage_collect); `check`: with --check;
-    `registry_hosts`: the hosts of the group `registry` (default: the scenario's); `groups`: more groups, name -> hosts.
+    `registry_hosts`: the hosts of the group `registry` (default: the scenario's); `groups`: more groups, name -> hosts;
+    `host_vars`: more variables of some hosts, name -> variables (below extra vars, unlike `extra`).
     """
     state = load_state()
     variables = {k: v for k, v in state["overrides"].items() if k not in unset}
     variables.update(extra or {})
     work = Path(tempfile.mkdtemp(prefix="resilience-run-", dir=EPHEMERAL))
-    inventory = _site_inventory(unset, work / "inventory", registry_hosts, groups)
+    inventory = _site_inventory(unset, work / "inventory", registry_hosts, groups, host_vars)
     vars_file = work / "extra-vars.json"
     vars_file.write_text(json.dumps(variables))
     playbook = playbook or shutil.which("ansible-playbook") or str(Path(sys.executable).parent / "ansible-playbook")

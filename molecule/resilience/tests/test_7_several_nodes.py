@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shlex
 import subprocess
 import time
@@ -99,6 +100,7 @@ def node_settings() -> dict:
         "cache_bind_address": cache,
         "cache_password": CACHE_PASSWORD,
         "cache_maxmemory": "64mb",
+        "balancer_metrics_enabled": True,
     }
 
 
@@ -256,6 +258,14 @@ def test_a_second_node_joins_under_load(client):
     assert {name: server["status"] for name, server in servers.items()} == {"debian13": "UP", "restored": "UP"}, servers
     failed = {node.name: pull_from_node(client, [image], node) for node in (REGISTRY_HOST, SECOND)}
     assert not any(error for pulls in failed.values() for error in pulls.values()), failed
+    # The balancer's metrics show each node's state.
+    metrics = BALANCER.out("python3 -c 'import urllib.request; print(urllib.request.urlopen(\"http://127.0.0.1:9146/metrics\").read().decode())'")
+    up = sorted(
+        re.search(r'server="([^"]+)"', line).group(1)
+        for line in metrics.splitlines()
+        if line.startswith("haproxy_server_status{") and 'state="UP"' in line and line.endswith(" 1")
+    )
+    assert up == NODES, f"the balancer's metrics show these nodes up: {up}"
     report(f"{window.summary()}; restored joined in {run.seconds:.0f} s (debian13 untouched, one signing key), both UP, pulls from each")
 
 
@@ -373,3 +383,47 @@ def test_garbage_collection_across_both_nodes(client):
     failed = {node.name: pull_from_node(client, [kept], node) for node in (REGISTRY_HOST, SECOND)}
     assert not any(error for pulls in failed.values() for error in pulls.values()), failed
     report(f"{window.summary()}; collected on debian13 in a window on both nodes: {len(gone)} blobs gone from both, the kept image pulls from each")
+
+
+def test_key_rotated_and_a_node_drained_under_load(client):
+    """One site run under a pull loop: the token key rotated on both nodes, restored drained at the balancer."""
+    image = images_pushed_here()[0]
+    signer = "cat /opt/registry/token/signing-certificate.pem"
+    before = REGISTRY_HOST.out(signer)
+    window, run = measure(
+        client,
+        image,
+        "the key rotated, restored drained",
+        lambda: run_site(
+            {"registry_token_key_rotate": True},
+            registry_hosts=NODES,
+            groups=GROUPS,
+            host_vars={"restored": {"registry_node_drained": True}},
+            label="several nodes: key rotated, restored drained",
+        ),
+    )
+    assert run.rc == 0, run.tail()
+    assert_no_failed_pull(window)
+    after = REGISTRY_HOST.out(signer)
+    assert after != before and SECOND.out(signer) == after, "the nodes do not both sign with the new key"
+    servers = balancer_servers()
+    assert servers["restored"]["status"].startswith("MAINT") and servers["debian13"]["status"] == "UP", servers
+    served = servers["restored"]["sessions"]
+    assert not any(pull_all(client, [image]).values())
+    assert balancer_servers()["restored"]["sessions"] == served, "the drained node still gets requests"
+    report(f"{window.summary()}; both nodes sign with the new key, restored drained (no new requests)")
+
+
+def test_a_drained_node_removed_under_load(client):
+    """restored taken out of group registry: 0 failed pulls, the balancer forgets it, debian13 untouched."""
+    image = images_pushed_here()[0]
+    stack = containers_of_stack()
+    window, run = measure(
+        client, image, "restored removed", lambda: run_site(registry_hosts=["debian13"], groups=GROUPS, label="several nodes: restored removed")
+    )
+    assert run.rc == 0, run.tail()
+    assert_no_failed_pull(window)
+    assert list(balancer_servers()) == ["debian13"], balancer_servers()
+    assert BALANCER.out("ls /etc/haproxy/selfhosted-registry-nodes").split() == ["debian13.pem"]
+    assert containers_of_stack() == stack, "debian13's stack changed when restored was removed"
+    report(f"{window.summary()}; restored removed, debian13 untouched")
