@@ -151,6 +151,9 @@ def test_a_node_behind_the_balancer(client, node_settings):
     image = remember(push_image(client, "several-nodes/first", layers=2))
     through_balancer = pull_all(client, [image])
     assert not any(through_balancer.values()), through_balancer
+    # The node sees the client's address, not the balancer's (its per-client limit, the failed logins).
+    pulled = [line for line in REGISTRY_HOST.out("docker logs registry-proxy-1 2>&1").splitlines() if manifest_path(image) in line]
+    assert pulled and all(line.startswith(address(client) + " ") for line in pulled), pulled[-3:]
     from_node = pull_from_node(client, [image])
     assert not any(from_node.values()), f"pulled through the balancer, not from the node: {from_node}"
     # Every blob is in the bucket, under the test's root directory.
