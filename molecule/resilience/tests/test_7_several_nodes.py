@@ -266,7 +266,7 @@ def test_a_second_node_joins_under_load(client):
     up = sorted(
         re.search(r'server="([^"]+)"', line).group(1)
         for line in metrics.splitlines()
-        if line.startswith("haproxy_server_status{") and 'state="UP"' in line and line.endswith(" 1")
+        if line.startswith("haproxy_server_status{") and 'proxy="nodes"' in line and 'state="UP"' in line and line.endswith(" 1")
     )
     assert up == NODES, f"the balancer's metrics show these nodes up: {up}"
     report(f"{window.summary()}; restored joined in {run.seconds:.0f} s (debian13 untouched, one signing key), both UP, pulls from each")
@@ -379,6 +379,9 @@ def test_garbage_collection_across_both_nodes(client):
     )
     assert run.rc == 0, run.tail()
     assert_no_failed_pull(window)
+    # The collecting node reports what it deleted, as a single host does.
+    reported = re.search(r"garbage-collect: \d+ blobs in use, (\d+) blobs and (\d+) manifests deleted", run.output)
+    assert reported and int(reported.group(1)) >= len(gone), run.tail(60)
     for node in (REGISTRY_HOST, SECOND):
         answers = node_answers(client, node, repository, gone + still)
         assert {answers[path] for path in gone} == {"404"}, f"{node.name} still answers for collected blobs: {answers}"
