@@ -177,7 +177,7 @@ def test_retention_and_garbage_collection_under_load(client, images):
     after = disk_usage()
     assert real.rc == 0, real.tail()
     assert listed_tags(real.output) == EXPECTED, real.tail(60)
-    freed = re.search(r"Freed [^(]*\(([0-9]+) bytes\); writes were paused for ([0-9.]+) s", real.output)
+    freed = re.search(r"Freed [^(]*\(([0-9]+) bytes\)\. Writes were paused for ([0-9.]+) s", real.output)
     assert freed, real.tail(60)
     pushes = [json.loads(line) for line in client.out(f"cat {WORK}/push-loop.jsonl").splitlines()]
     refused = [push for push in pushes if push["rc"] != 0]

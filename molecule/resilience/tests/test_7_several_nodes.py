@@ -361,11 +361,15 @@ def node_answers(client: Container, node: Container, repository: str, paths: lis
 
 
 def test_garbage_collection_across_both_nodes(client):
-    """The garbage_collect playbook on both nodes under a pull loop: 0 failed pulls; what only an untagged image had
-    is gone from both nodes at once (the shared cache flushed); the image that replaced it pulls from both."""
+    """The garbage_collect playbook on both nodes under a pull loop, with a retention policy: 0 failed pulls; what only
+    an untagged image had is gone from both nodes at once (the shared cache flushed); the image that replaced it pulls
+    from both; of two tags the policy keeps the newer (push dates read in the bucket)."""
     repository = "several-nodes/gc"
     replaced = push_image(client, repository, tag="latest", layer_bytes=1 << 16)
     kept = remember(push_image(client, repository, tag="latest", layer_bytes=1 << 16))
+    # A push takes more than the second that S3's dates count in.
+    for tag in ("old", "new"):
+        push_image(client, repository, tag=tag, layer_bytes=1 << 12)
     blob = f"/v2/{repository}/blobs/{{}}"
     gone, still = [blob.format(d) for d in replaced["blobs"]], [blob.format(d) for d in kept["blobs"]]
     # Both nodes have answered for the replaced blobs, so that the cache holds them.
@@ -375,20 +379,32 @@ def test_garbage_collection_across_both_nodes(client):
         client,
         images_pushed_here()[0],
         "garbage collection across the nodes",
-        lambda: run_site(play="selfhosted.registry.garbage_collect", registry_hosts=NODES, groups=GROUPS, label="several nodes: garbage collection"),
+        lambda: run_site(
+            {"registry_retention_policies": [{"repositories": [repository], "keep_newest": 1}]},
+            play="selfhosted.registry.garbage_collect",
+            registry_hosts=NODES,
+            groups=GROUPS,
+            label="several nodes: garbage collection",
+        ),
     )
     assert run.rc == 0, run.tail()
     assert_no_failed_pull(window)
     # The collecting node reports what it deleted, as a single host does.
     reported = re.search(r"garbage-collect: \d+ blobs in use, (\d+) blobs and (\d+) manifests deleted", run.output)
     assert reported and int(reported.group(1)) >= len(gone), run.tail(60)
+    assert re.search(rf"Deleted 1 tags:.*{repository}:old \(sha256:", run.output, re.DOTALL), run.tail(60)
+    tags = [f"/v2/{repository}/manifests/{tag}" for tag in ("old", "new")]
     for node in (REGISTRY_HOST, SECOND):
-        answers = node_answers(client, node, repository, gone + still)
+        answers = node_answers(client, node, repository, gone + still + tags)
         assert {answers[path] for path in gone} == {"404"}, f"{node.name} still answers for collected blobs: {answers}"
         assert {answers[path] for path in still} == {"200"}, f"{node.name} lost blobs of the kept image: {answers}"
+        assert [answers[path] for path in tags] == ["404", "200"], f"{node.name}: the tags old and new answer {answers}"
     failed = {node.name: pull_from_node(client, [kept], node) for node in (REGISTRY_HOST, SECOND)}
     assert not any(error for pulls in failed.values() for error in pulls.values()), failed
-    report(f"{window.summary()}; collected on debian13 in a window on both nodes: {len(gone)} blobs gone from both, the kept image pulls from each")
+    report(
+        f"{window.summary()}; collected on debian13 in a window on both nodes: {len(gone)} blobs gone from both, the kept"
+        " image pulls from each; retention deleted the older of two tags"
+    )
 
 
 def test_key_rotated_and_a_node_drained_under_load(client):

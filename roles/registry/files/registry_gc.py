@@ -12,8 +12,9 @@ references any more. Both happen in a write window, while pulls go on:
    mounts and network name, ``storage.maintenance.readonly`` on);
 3. the registry container stops: it finishes the requests in flight (its
    drain timeout), and from then on nothing writes to the storage;
-4. retention deletes tags (in the storage: the registry keeps no push date
-   anywhere else), then garbage-collect runs in the read-only copy;
+4. retention deletes tags (in the storage, filesystem or S3: the registry
+   keeps no push date anywhere else; registry_storage.py), then
+   garbage-collect runs in the read-only copy;
 5. the registry container starts again, with an empty blob-descriptor cache:
    no client is told that a collected layer still exists;
 6. the copy stops, and the proxy takes writes again.
@@ -45,18 +46,15 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
 import time
 
 # Installed beside this file (the script's directory is on sys.path).
+from registry_storage import StorageError, storage_for
 from repository_patterns import pattern_regex
 
-# The filesystem driver's layout under its root directory.
-REPOSITORIES = os.path.join('docker', 'registry', 'v2', 'repositories')
-V2 = os.path.join('docker', 'registry', 'v2')
 READ_ONLY_ENV = 'REGISTRY_STORAGE_MAINTENANCE_READONLY={"enabled": true}'
 MAINTENANCE_LABEL = 'org.selfhosted.registry.maintenance-of'
 # The role passes its own (lock_file); a backup takes it too.
@@ -88,35 +86,6 @@ def duration_seconds(text):
     return int(match.group(1)) * UNIT_SECONDS[match.group(2)]
 
 
-def read_tags(storage_root):
-    """{repository: [(tag, digest, pushed)]} of filesystem storage.
-
-    `pushed` is the time the tag was last pushed: the registry rewrites the
-    tag's link file on every push of it, and keeps no other date.
-    """
-    top = os.path.join(storage_root, REPOSITORIES)
-    tags = {}
-    for directory, subdirectories, _files in os.walk(top):
-        if '_manifests' in subdirectories:
-            repository = os.path.relpath(directory, top)
-            tags_dir = os.path.join(directory, '_manifests', 'tags')
-            entries = []
-            for tag in sorted(os.listdir(tags_dir)) if os.path.isdir(tags_dir) else ():
-                link = os.path.join(tags_dir, tag, 'current', 'link')
-                try:
-                    with open(link, encoding='ascii') as handle:
-                        digest = handle.read().strip()
-                    pushed = os.stat(link).st_mtime
-                except OSError:
-                    continue  # a tag cut short: not a tag the registry serves
-                entries.append((tag, digest, pushed))
-            tags[repository] = entries
-        # Below a repository: its own data (_manifests, _layers, _uploads) and
-        # the repositories nested in its name.
-        subdirectories[:] = sorted(name for name in subdirectories if not name.startswith('_'))
-    return tags
-
-
 def policy_for(repository, policies):
     """The first policy whose repository patterns match, or None."""
     for policy in policies:
@@ -126,7 +95,9 @@ def policy_for(repository, policies):
 
 
 def plan(tags, policies, protected, now):
-    """The tags to delete: [{repository, tag, digest, pushed, reason}], in repository and tag order.
+    """The tags to delete: [{repository, tag, pushed, reason}], in repository and tag order.
+
+    `tags` is {repository: [(tag, pushed)]}, as the storage shows them.
 
     In a repository that a policy applies to, a tag is kept when it is
     protected or matches one of the policy's keep_tags; of the others, newest
@@ -143,25 +114,28 @@ def plan(tags, policies, protected, now):
         max_age = duration_seconds(policy['delete_older_than']) if policy.get('delete_older_than') else None
         candidates = [entry for entry in tags[repository]
                       if entry[0] not in protected and not any(regex.fullmatch(entry[0]) for regex in keep)]
-        candidates.sort(key=lambda entry: (entry[2], entry[0]), reverse=True)
-        for rank, (tag, digest, pushed) in enumerate(candidates):
+        candidates.sort(key=lambda entry: (entry[1], entry[0]), reverse=True)
+        for rank, (tag, pushed) in enumerate(candidates):
             if keep_newest is not None and rank >= keep_newest:
                 reason = 'not among the newest %d' % keep_newest
             elif max_age is not None and now - pushed > max_age:
                 reason = 'pushed %s ago, more than %s' % (_age(now - pushed), policy['delete_older_than'])
             else:
                 continue
-            deletions.append({'repository': repository, 'tag': tag, 'digest': digest,
-                              'pushed': _timestamp(pushed), 'reason': reason})
+            deletions.append({'repository': repository, 'tag': tag, 'pushed': _timestamp(pushed), 'reason': reason})
     deletions.sort(key=lambda deletion: (deletion['repository'], deletion['tag']))
     return deletions
 
 
-def delete_tags(storage_root, deletions):
-    """Remove the tags' directories: what the registry's tag delete does in the storage."""
-    top = os.path.join(storage_root, REPOSITORIES)
+def planned(storage, settings):
+    """The tags the policies let go now, each with the digest it points to."""
+    if storage is None:
+        raise GCError('retention policies read the push dates in the storage: set registry_storage_s3_accesskey '
+                      'and registry_storage_s3_secretkey')
+    deletions = plan(storage.tags(), settings.get('policies') or [], set(settings.get('protected_tags') or ()), time.time())
     for deletion in deletions:
-        shutil.rmtree(os.path.join(top, deletion['repository'], '_manifests', 'tags', deletion['tag']))
+        deletion['digest'] = storage.digest(deletion['repository'], deletion['tag'])
+    return deletions
 
 
 def _age(seconds):
@@ -171,18 +145,6 @@ def _age(seconds):
 
 def _timestamp(epoch):
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
-
-
-def disk_usage(storage_root):
-    """Bytes the registry's data takes on disk (allocated blocks)."""
-    total = 0
-    for directory, _subdirectories, files in os.walk(os.path.join(storage_root, V2)):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(directory, name)).st_blocks * 512
-            except OSError:
-                pass
-    return total
 
 
 def parse_gc_output(output):
@@ -331,18 +293,13 @@ PHASES = ('all', 'open', 'collect', 'close')
 
 
 def run(settings, dry_run, phase='all'):
-    storage_root = settings.get('storage_root') or ''
-    policies = settings.get('policies') or []
-    protected = set(settings.get('protected_tags') or ())
-    if policies and not storage_root:
-        raise GCError('retention policies need filesystem storage (the push dates are read there)')
     if str(settings.get('registry_major', '3')) == '2':
         raise GCError('garbage collection needs registry 3.x: the collector of 2.x deletes the images of multi-platform indexes')
     result = {'dry_run': dry_run, 'phase': phase, 'deleted_tags': [], 'gc': None,
               'bytes_before': None, 'bytes_after': None, 'bytes_freed': None, 'window_seconds': None}
 
     if dry_run:
-        result['deleted_tags'] = plan(read_tags(storage_root), policies, protected, time.time()) if policies else []
+        result['deleted_tags'] = planned(storage_for(settings['storage']), settings) if settings.get('policies') else []
         for deletion in result['deleted_tags']:
             log('would delete %(repository)s:%(tag)s (%(digest)s, pushed %(pushed)s): %(reason)s' % deletion)
         log('dry run: %d tags would be deleted; garbage-collect then frees what only they referenced'
@@ -389,16 +346,15 @@ def run(settings, dry_run, phase='all'):
 
 def collect(settings, window, result):
     """In an open window: retention, garbage-collect in the read-only copy, then the shared cache flushed."""
-    storage_root = settings.get('storage_root') or ''
-    policies = settings.get('policies') or []
-    if storage_root:
-        result['bytes_before'] = disk_usage(storage_root)
-    if policies:
+    storage = storage_for(settings['storage'])
+    if storage is not None:
+        result['bytes_before'] = storage.usage()
+    if settings.get('policies'):
         # Planned again now that nothing writes: the dry run's list,
         # unless tags were pushed since.
-        result['deleted_tags'] = plan(read_tags(storage_root), policies, set(settings.get('protected_tags') or ()), time.time())
-        delete_tags(storage_root, result['deleted_tags'])
+        result['deleted_tags'] = planned(storage, settings)
         for deletion in result['deleted_tags']:
+            storage.delete_tag(deletion['repository'], deletion['tag'])
             log('deleted %(repository)s:%(tag)s (%(digest)s, pushed %(pushed)s): %(reason)s' % deletion)
     copy = window.copy()
     command = ['registry', 'garbage-collect', settings['config_path'], '--delete-untagged']
@@ -413,8 +369,8 @@ def collect(settings, window, result):
     if settings.get('cache'):
         flush_cache(settings['cache'])
         log('the shared blob-descriptor cache is flushed')
-    if storage_root:
-        result['bytes_after'] = disk_usage(storage_root)
+    if storage is not None:
+        result['bytes_after'] = storage.usage()
         result['bytes_freed'] = result['bytes_before'] - result['bytes_after']
 
 
@@ -466,14 +422,14 @@ def main(argv=None):
                 raise GCError('another run or a backup is going on (%s is locked)' % lock_file) from None
             try:
                 result = run(settings, arguments.dry_run, arguments.phase)
-            except (GCError, OSError, ValueError):
+            except (GCError, StorageError, OSError, ValueError):
                 if not arguments.dry_run and arguments.phase in ('all', 'collect'):
                     record_last_run(settings.get('last_run_file'), None)
                 raise
             # The collector records the run (the other nodes only opened and closed).
             if not arguments.dry_run and arguments.phase in ('all', 'collect'):
                 record_last_run(settings.get('last_run_file'), result)
-    except (GCError, OSError, ValueError) as error:
+    except (GCError, StorageError, OSError, ValueError) as error:
         log('registry_gc: %s' % error)
         return 1
     if arguments.json:

@@ -108,13 +108,16 @@ class Node(ImageClient):
     def request(self, method, path, body=None, headers=None):
         return registry_api.request(self.address, method, path, body, headers, timeout=REQUEST_TIMEOUT)
 
-    def gc(self, python, phase, root, cache=None):
-        """registry_gc.py --phase on this node, as the role runs it: (exit code, JSON result or None, log)."""
+    def gc(self, python, phase, root, cache=None, storage=None, policies=(), dry_run=False):
+        """registry_gc.py --phase on this node, as the role runs it: (exit code, JSON result or None, log).
+
+        `storage` is the s3 section of config.yml as this host reaches the bucket (None: without keys)."""
         settings = {'project': self.project, 'service': 'registry', 'config_path': '/etc/distribution/config.yml',
-                    'storage_root': '', 'policies': [], 'overlap_seconds': 1, 'proxy_reload_script': '',
-                    'lock_file': os.path.join(root, self.name + '.lock'), 'cache': cache}
-        done = subprocess.run([python, GC_PROGRAM, '--json', '-', '--phase', phase], input=json.dumps(settings),
-                              capture_output=True, text=True, timeout=300, check=False)
+                    'storage': {'s3': storage or {'bucket': 'unread'}}, 'policies': list(policies), 'protected_tags': ['latest'],
+                    'overlap_seconds': 1, 'proxy_reload_script': '', 'lock_file': os.path.join(root, self.name + '.lock'),
+                    'cache': cache}
+        done = subprocess.run([python, GC_PROGRAM, '--json', '-', '--phase', phase] + (['--dry-run'] if dry_run else []),
+                              input=json.dumps(settings), capture_output=True, text=True, timeout=300, check=False)
         return done.returncode, (json.loads(done.stdout) if done.stdout.strip() else None), done.stderr
 
     def logs(self):
@@ -264,6 +267,19 @@ def test_garbage_collected_through_one_node_is_gone_on_both_and_the_rest_pulls_w
         dropped = first.push_image('app', 'dropped', [layer('shared base'), layer('only the dropped image')])
         only_dropped = 'sha256:' + hashlib.sha256(layer('only the dropped image')).hexdigest()
         assert first.request('DELETE', '/v2/app/manifests/' + dropped)[0] == 202
+        # Retention on S3 reads push dates in the bucket: of `old` and `new` (a
+        # second apart; S3 dates have seconds) a policy keeps the newest.
+        old = first.push_image('app', 'old', [layer('shared base'), layer('only the old image')])
+        time.sleep(1.5)
+        second.push_image('app', 'new', [layer('shared base'), layer('new')])
+        only_old = 'sha256:' + hashlib.sha256(layer('only the old image')).hexdigest()
+        storage = {'regionendpoint': s3['endpoint'], 'region': s3['region'], 'bucket': s3['bucket'], 'accesskey': s3['accesskey'],
+                   'secretkey': s3['secretkey'], 'rootdirectory': prefix, 'secure': False, 'forcepathstyle': True}
+        policies = [{'repositories': ['app'], 'keep_newest': 1, 'keep_tags': ['kept']}]
+        code, result, log = first.gc(newest_target_python, 'all', root, storage=storage, policies=policies, dry_run=True)
+        assert code == 0, log
+        assert [(tag['repository'], tag['tag'], tag['digest']) for tag in result['deleted_tags']] == [('app', 'old', old)], log
+        assert first.pulls_whole('app', old), 'the dry run changed something'
         # Both nodes look the layer up: the shared cache now holds it.
         for node in nodes:
             assert node.request('HEAD', '/v2/app/blobs/' + only_dropped)[0] == 200
@@ -277,9 +293,12 @@ def test_garbage_collected_through_one_node_is_gone_on_both_and_the_rest_pulls_w
             copy = container_address(node.project + '-registry-maintenance')
             assert registry_api.request(copy, 'POST', '/v2/app/blobs/uploads/')[0] == 405, 'a node took a write in the window'
             assert registry_api.request(copy, 'GET', '/v2/app/manifests/' + kept, headers={'Accept': MANIFEST_TYPE})[0] == 200
-        code, result, log = first.gc(newest_target_python, 'collect', root, cache_at)
+        code, result, log = first.gc(newest_target_python, 'collect', root, cache_at, storage, policies)
         assert code == 0, log
-        assert result['gc']['blobs_deleted'] >= 1 and 'cache is flushed' in log, log
+        assert [(tag['repository'], tag['tag']) for tag in result['deleted_tags']] == [('app', 'old')], log
+        assert result['gc']['blobs_deleted'] >= 2 and 'cache is flushed' in log, log
+        # The layers of the dropped and the old image, at least.
+        assert result['bytes_freed'] >= 2 * 256 * 1024, result
         assert cached_keys(cache, only_dropped) == []
         for node in nodes:
             code, _result, log = node.gc(newest_target_python, 'close', root)
@@ -287,7 +306,9 @@ def test_garbage_collected_through_one_node_is_gone_on_both_and_the_rest_pulls_w
 
         for node in nodes:
             assert node.request('HEAD', '/v2/app/blobs/' + only_dropped)[0] == 404, node.name
-            assert node.pulls_whole('app', kept), node.name
+            assert node.request('HEAD', '/v2/app/blobs/' + only_old)[0] == 404, node.name
+            assert node.request('GET', '/v2/app/manifests/old', headers={'Accept': MANIFEST_TYPE})[0] == 404, node.name
+            assert node.pulls_whole('app', kept) and node.pulls_whole('app', 'new'), node.name
             assert node.request('POST', '/v2/app/blobs/uploads/')[0] == 202, 'writes are not back on ' + node.name
             assert run([DOCKER, 'ps', '--all', '--quiet', '--filter', 'name=' + node.project + '-registry-maintenance']).stdout == ''
         # Collecting without an open window is refused, and changes nothing.

@@ -75,7 +75,7 @@ class Stack(ImageClient):
              '--volume', self.storage + ':/var/lib/registry', '--volume', self.config_dir + ':/etc/distribution:ro',
              registry_image('3.1.1'), '/etc/distribution/config.yml'])
         self.settings = {'project': self.project, 'service': 'registry', 'config_path': '/etc/distribution/config.yml',
-                         'storage_root': self.storage, 'protected_tags': ['latest'], 'overlap_seconds': 1,
+                         'storage': {'filesystem': {'rootdirectory': self.storage}}, 'protected_tags': ['latest'], 'overlap_seconds': 1,
                          'proxy_reload_script': '', 'policies': [],
                          # Its own: tests run side by side (pytest -n 2).
                          'lock_file': os.path.join(root, 'gc.lock')}

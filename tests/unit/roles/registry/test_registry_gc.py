@@ -1,7 +1,8 @@
 # Copyright: selfhosted.registry maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Retention of roles/registry/files/registry_gc.py: which tags a policy lets go, read from a storage tree.
+"""Retention of roles/registry/files/registry_gc.py: which tags a policy lets go, read from a filesystem storage
+tree (roles/registry/files/registry_storage.py; its S3 side runs against Ceph RGW in tests/integration/registry_cluster).
 
 The write window and garbage-collect run against the real registry 3.1.1 in
 tests/integration/registry_gc and, behind nginx under a pull loop, in the
@@ -19,6 +20,7 @@ FILES_DIR = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'rol
 # As installed: the host programs and what they share, side by side.
 sys.path.insert(0, FILES_DIR)
 import registry_gc  # noqa: E402 pylint: disable=import-error,wrong-import-position
+import registry_storage  # noqa: E402 pylint: disable=import-error,wrong-import-position
 
 NOW = 1_800_000_000
 DAY = 86400
@@ -27,8 +29,8 @@ DAY = 86400
 def storage(root, tags):
     """A filesystem storage tree with {repository: {tag: days since pushed}}; digests follow the tag names."""
     for repository, ages in tags.items():
-        tags_dir = os.path.join(root, registry_gc.REPOSITORIES, repository, '_manifests', 'tags')
-        os.makedirs(os.path.join(root, registry_gc.REPOSITORIES, repository, '_layers'), exist_ok=True)
+        tags_dir = os.path.join(root, registry_storage.REPOSITORIES, repository, '_manifests', 'tags')
+        os.makedirs(os.path.join(root, registry_storage.REPOSITORIES, repository, '_layers'), exist_ok=True)
         for tag, days in ages.items():
             current = os.path.join(tags_dir, tag, 'current')
             os.makedirs(current)
@@ -38,22 +40,26 @@ def storage(root, tags):
     return str(root)
 
 
+def tags(root):
+    return registry_storage.FilesystemStorage(root).tags()
+
+
 def deleted(root, policies, protected=('latest',)):
-    return [(d['repository'], d['tag']) for d in registry_gc.plan(registry_gc.read_tags(root), policies, set(protected), NOW)]
+    return [(d['repository'], d['tag']) for d in registry_gc.plan(tags(root), policies, set(protected), NOW)]
 
 
-def test_tags_are_read_with_digest_and_push_time_nested_repositories_too(tmp_path):
+def test_tags_are_read_with_push_time_and_digest_nested_repositories_too(tmp_path):
     root = storage(tmp_path, {'app': {'1': 3}, 'team/app': {'a': 1}, 'team/app/cache': {'b': 2}})
-    tags = registry_gc.read_tags(root)
-    assert sorted(tags) == ['app', 'team/app', 'team/app/cache']
-    tag, digest, pushed = tags['team/app'][0]
-    assert (tag, digest.startswith('sha256:61'), pushed) == ('a', True, NOW - DAY)
+    found = tags(root)
+    assert sorted(found) == ['app', 'team/app', 'team/app/cache']
+    assert found['team/app'] == [('a', NOW - DAY)]
+    assert registry_storage.FilesystemStorage(root).digest('team/app', 'a').startswith('sha256:61')
 
 
 def test_a_tag_cut_short_is_no_tag(tmp_path):
     root = storage(tmp_path, {'app': {'1': 1}})
-    os.makedirs(os.path.join(root, registry_gc.REPOSITORIES, 'app', '_manifests', 'tags', 'half', 'current'))
-    assert [tag for tag, _d, _p in registry_gc.read_tags(root)['app']] == ['1']
+    os.makedirs(os.path.join(root, registry_storage.REPOSITORIES, 'app', '_manifests', 'tags', 'half', 'current'))
+    assert [tag for tag, _pushed in tags(root)['app']] == ['1']
 
 
 def test_keep_newest_counts_the_tags_not_kept_otherwise(tmp_path):
@@ -88,7 +94,7 @@ def test_keep_tags_match_the_whole_tag(tmp_path):
 
 def test_each_deletion_says_why(tmp_path):
     root = storage(tmp_path, {'app': {'a': 1, 'b': 45}})
-    (first,) = registry_gc.plan(registry_gc.read_tags(root), [{'repositories': ['app'], 'delete_older_than': '6w'}], set(), NOW)
+    (first,) = registry_gc.plan(tags(root), [{'repositories': ['app'], 'delete_older_than': '6w'}], set(), NOW)
     assert first['reason'] == 'pushed 45d 0h ago, more than 6w'
     assert first['pushed'] == '2026-12-01T08:00:00Z'
 
@@ -106,8 +112,8 @@ def test_wrong_durations_are_refused(text):
 
 def test_deleting_a_tag_leaves_the_others_and_the_manifests(tmp_path):
     root = storage(tmp_path, {'app': {'a': 1, 'b': 2}})
-    registry_gc.delete_tags(root, [{'repository': 'app', 'tag': 'b'}])
-    assert [tag for tag, _d, _p in registry_gc.read_tags(root)['app']] == ['a']
+    registry_storage.FilesystemStorage(root).delete_tag('app', 'b')
+    assert [tag for tag, _pushed in tags(root)['app']] == ['a']
 
 
 def test_the_summary_of_garbage_collect_is_read():

@@ -1,0 +1,216 @@
+# Copyright: selfhosted.registry contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The registry's tags in its storage, for retention (registry_gc.py).
+
+The registry keeps no push date anywhere but in its storage: each tag's
+``_manifests/tags/<tag>/current/link`` is written again on every push of the
+tag, so its modification time (a file's mtime, an S3 object's LastModified)
+is when the tag was last pushed. Deleting a tag is deleting what lies below
+``_manifests/tags/<tag>/``, as the registry's own tag delete does.
+
+Two drivers, as the role configures the registry (the same settings):
+filesystem on the host, and S3 (AWS or compatible: Ceph RGW, MinIO...)
+through its REST API, signed with Signature Version 4, standard library only.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import hmac
+import http.client
+import os
+import shutil
+import ssl
+import time
+import urllib.parse
+from xml.etree import ElementTree
+
+# The layout below the storage's root, the same for every driver.
+V2 = 'docker/registry/v2'
+REPOSITORIES = V2 + '/repositories'
+TAGS = '/_manifests/tags/'
+S3_NAMESPACE = '{http://s3.amazonaws.com/doc/2006-03-01/}'
+
+
+class StorageError(Exception):
+    """The storage cannot be read or changed; the message says why."""
+
+
+def storage_for(settings):
+    """The storage of the role's settings: {'filesystem': {'rootdirectory': ...}} or {'s3': {...}}.
+
+    None for S3 without access keys: the registry then has its credentials
+    from its environment or an instance role, which are not ours to use.
+    """
+    if settings.get('s3'):
+        return S3Storage(settings['s3']) if settings['s3'].get('accesskey') and settings['s3'].get('secretkey') else None
+    if settings.get('filesystem'):
+        return FilesystemStorage(settings['filesystem']['rootdirectory'])
+    raise StorageError('no storage in the settings: %r' % sorted(settings))
+
+
+class FilesystemStorage:
+    """The filesystem driver's tree on this host."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def _tags_dir(self, repository):
+        return os.path.join(self.root, REPOSITORIES, repository, '_manifests', 'tags')
+
+    def tags(self):
+        """{repository: [(tag, pushed)]}, pushed in seconds since the epoch."""
+        top = os.path.join(self.root, REPOSITORIES)
+        found = {}
+        for directory, subdirectories, _files in os.walk(top):
+            if '_manifests' in subdirectories:
+                repository = os.path.relpath(directory, top)
+                tags_dir = self._tags_dir(repository)
+                entries = []
+                for tag in sorted(os.listdir(tags_dir)) if os.path.isdir(tags_dir) else ():
+                    try:
+                        entries.append((tag, os.stat(os.path.join(tags_dir, tag, 'current', 'link')).st_mtime))
+                    except OSError:
+                        continue  # a tag cut short: not a tag the registry serves
+                found[repository] = entries
+            # Below a repository: its own data (_manifests, _layers, _uploads)
+            # and the repositories nested in its name.
+            subdirectories[:] = sorted(name for name in subdirectories if not name.startswith('_'))
+        return found
+
+    def digest(self, repository, tag):
+        with open(os.path.join(self._tags_dir(repository), tag, 'current', 'link'), encoding='ascii') as handle:
+            return handle.read().strip()
+
+    def delete_tag(self, repository, tag):
+        shutil.rmtree(os.path.join(self._tags_dir(repository), tag))
+
+    def usage(self):
+        """Bytes the registry's data takes on disk (allocated blocks)."""
+        total = 0
+        for directory, _subdirectories, files in os.walk(os.path.join(self.root, V2)):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(directory, name)).st_blocks * 512
+                except OSError:
+                    pass
+        return total
+
+
+def signature_headers(method, host, path, query, credentials, amz_date, payload=b''):
+    """The headers of a request signed with AWS Signature Version 4 (service s3).
+
+    `path` is already URI-encoded; `query` a dict; `credentials` has accesskey,
+    secretkey and region; `amz_date` is like 20130524T000000Z.
+    """
+    payload_hash = hashlib.sha256(payload).hexdigest()
+    headers = {'host': host, 'x-amz-content-sha256': payload_hash, 'x-amz-date': amz_date}
+    signed = ';'.join(sorted(headers))
+    canonical_query = '&'.join('%s=%s' % (urllib.parse.quote(key, safe='-_.~'), urllib.parse.quote(str(value), safe='-_.~'))
+                               for key, value in sorted(query.items()))
+    canonical_request = '\n'.join([method, path, canonical_query]
+                                  + ['%s:%s' % (name, headers[name]) for name in sorted(headers)]
+                                  + ['', signed, payload_hash])
+    scope = '%s/%s/s3/aws4_request' % (amz_date[:8], credentials['region'])
+    string_to_sign = '\n'.join(['AWS4-HMAC-SHA256', amz_date, scope, hashlib.sha256(canonical_request.encode()).hexdigest()])
+    key = ('AWS4' + credentials['secretkey']).encode()
+    for part in (amz_date[:8], credentials['region'], 's3', 'aws4_request'):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    headers['authorization'] = 'AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s' % (
+        credentials['accesskey'], scope, signed, signature)
+    return headers
+
+
+def parse_time(text):
+    """An S3 timestamp (2026-12-04T10:00:00.000Z) in seconds since the epoch."""
+    whole, _dot, fraction = text.rstrip('Z').partition('.')
+    return calendar.timegm(time.strptime(whole, '%Y-%m-%dT%H:%M:%S')) + float('0.' + (fraction or '0'))
+
+
+class S3Storage:
+    """The S3 driver's keys in the bucket, read as the registry's s3 settings say (regionendpoint, secure,
+    forcepathstyle, rootdirectory), with its access keys."""
+
+    def __init__(self, s3, timeout=30):
+        self.credentials = {'accesskey': s3['accesskey'], 'secretkey': s3['secretkey'], 'region': s3.get('region') or 'us-east-1'}
+        endpoint = s3.get('regionendpoint') or 's3.%s.amazonaws.com' % self.credentials['region']
+        if '://' not in endpoint:
+            endpoint = ('https://' if s3.get('secure', True) else 'http://') + endpoint
+        url = urllib.parse.urlsplit(endpoint)
+        self.https = url.scheme == 'https'
+        self.bucket = s3['bucket']
+        if s3.get('forcepathstyle'):
+            self.host, self.base = url.netloc, '/' + self.bucket
+        else:
+            self.host, self.base = self.bucket + '.' + url.netloc, ''
+        self.timeout = timeout
+        root = (s3.get('rootdirectory') or '').strip('/')
+        self.prefix = root + '/' if root else ''
+
+    def request(self, method, key='', query=None):
+        """(status, body) of one signed request; key is below the bucket."""
+        path = self.base + '/' + urllib.parse.quote(key, safe='/-_.~')
+        query = query or {}
+        headers = signature_headers(method, self.host, path, query, self.credentials, time.strftime('%Y%m%dT%H%M%SZ', time.gmtime()))
+        target = path + ('?' + urllib.parse.urlencode(sorted(query.items()), quote_via=urllib.parse.quote) if query else '')
+        if self.https:
+            connection = http.client.HTTPSConnection(self.host, timeout=self.timeout, context=ssl.create_default_context())
+        else:
+            connection = http.client.HTTPConnection(self.host, timeout=self.timeout)
+        try:
+            connection.request(method, target, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        except OSError as error:
+            raise StorageError('%s %s://%s%s: %s' % (method, 'https' if self.https else 'http', self.host, path, error)) from None
+        finally:
+            connection.close()
+
+    def _checked(self, method, key='', query=None, expected=(200,)):
+        status, body = self.request(method, key, query)
+        if status not in expected:
+            raise StorageError('%s of %r in bucket %s answered %d: %s' % (method, key, self.bucket, status, body[:500].decode('utf-8', 'replace')))
+        return body
+
+    def objects(self, below):
+        """[(key, size, last modified)] of every object whose key starts with the root directory and `below`."""
+        found, token = [], None
+        while True:
+            query = {'list-type': '2', 'prefix': self.prefix + below}
+            if token:
+                query['continuation-token'] = token
+            page = ElementTree.fromstring(self._checked('GET', query=query))
+            for item in page.iter(S3_NAMESPACE + 'Contents'):
+                found.append((item.findtext(S3_NAMESPACE + 'Key'), int(item.findtext(S3_NAMESPACE + 'Size') or 0),
+                              parse_time(item.findtext(S3_NAMESPACE + 'LastModified'))))
+            token = page.findtext(S3_NAMESPACE + 'NextContinuationToken')
+            if page.findtext(S3_NAMESPACE + 'IsTruncated') != 'true' or not token:
+                return found
+
+    def tags(self):
+        """{repository: [(tag, pushed)]}: the current links under the repositories (one listing of them)."""
+        found = {}
+        top = self.prefix + REPOSITORIES + '/'
+        for key, _size, modified in self.objects(REPOSITORIES + '/'):
+            repository, separator, rest = key[len(top):].partition(TAGS)
+            tag, _slash, leaf = rest.partition('/')
+            # Repository names have no part that starts with "_", tags no "/".
+            if separator and leaf == 'current/link':
+                found.setdefault(repository, []).append((tag, modified))
+        return {repository: sorted(entries) for repository, entries in found.items()}
+
+    def digest(self, repository, tag):
+        return self._checked('GET', self.prefix + REPOSITORIES + '/' + repository + TAGS + tag + '/current/link').decode('ascii').strip()
+
+    def delete_tag(self, repository, tag):
+        # The current link last: a run cut short leaves a tag that still
+        # serves, and that the next run deletes.
+        keys = [key for key, _size, _modified in self.objects(REPOSITORIES + '/' + repository + TAGS + tag + '/')]
+        for key in sorted(keys, key=lambda key: key.endswith('/current/link')):
+            self._checked('DELETE', key, expected=(200, 204))
+
+    def usage(self):
+        """Bytes of the registry's objects in the bucket."""
+        return sum(size for _key, size, _modified in self.objects(V2 + '/'))

@@ -1,0 +1,61 @@
+# Copyright: selfhosted.registry maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The S3 side of roles/registry/files/registry_storage.py that needs no bucket: the request signature (AWS's
+published example) and how the registry's s3 settings address the bucket. Listing, reading and deleting tags run
+against Ceph RGW in tests/integration/registry_cluster; the filesystem side is in test_registry_gc.py.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+FILES_DIR = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'roles', 'registry', 'files')
+sys.path.insert(0, FILES_DIR)
+import registry_storage  # noqa: E402 pylint: disable=import-error,wrong-import-position
+
+# The example credentials of AWS's Signature Version 4 documentation for S3.
+EXAMPLE = {'accesskey': 'AKIAIOSFODNN7EXAMPLE', 'secretkey': 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY', 'region': 'us-east-1'}
+
+
+def test_the_signature_of_the_documented_list_objects_example():
+    headers = registry_storage.signature_headers('GET', 'examplebucket.s3.amazonaws.com', '/', {'prefix': 'J', 'max-keys': '2'},
+                                                 EXAMPLE, '20130524T000000Z')
+    assert headers['authorization'] == (
+        'AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, '
+        'SignedHeaders=host;x-amz-content-sha256;x-amz-date, '
+        'Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7')
+
+
+def test_a_changed_request_changes_the_signature():
+    def signed(query):
+        return registry_storage.signature_headers('GET', 'examplebucket.s3.amazonaws.com', '/', query, EXAMPLE, '20130524T000000Z')['authorization']
+    assert signed({'prefix': 'K', 'max-keys': '2'}) != signed({'prefix': 'J', 'max-keys': '2'})
+
+
+@pytest.mark.parametrize('s3, host, base, https, prefix', [
+    # Ceph RGW or MinIO: the endpoint as given, the bucket in the path.
+    ({'regionendpoint': 'http://10.0.0.5:7480', 'forcepathstyle': True, 'rootdirectory': '/registry/'},
+     '10.0.0.5:7480', '/images', False, 'registry/'),
+    # Without a scheme, secure decides.
+    ({'regionendpoint': 'rgw.example.org', 'secure': False, 'forcepathstyle': True}, 'rgw.example.org', '/images', False, ''),
+    # AWS: the region's endpoint, the bucket in the host name.
+    ({'region': 'eu-west-1'}, 'images.s3.eu-west-1.amazonaws.com', '', True, ''),
+])
+def test_the_bucket_is_addressed_as_the_registry_does(s3, host, base, https, prefix):
+    storage = registry_storage.S3Storage(dict(s3, bucket='images', accesskey='a', secretkey='s'))
+    assert (storage.host, storage.base, storage.https, storage.prefix) == (host, base, https, prefix)
+
+
+def test_s3_without_keys_is_not_read():
+    # The registry then has its credentials from its environment or an instance role.
+    assert registry_storage.storage_for({'s3': {'bucket': 'images', 'accesskey': '', 'secretkey': ''}}) is None
+
+
+@pytest.mark.parametrize('text, epoch', [('2026-12-04T10:00:00.000Z', 1796378400.0), ('2026-12-04T10:00:00.250Z', 1796378400.25),
+                                         ('2026-12-04T10:00:00Z', 1796378400.0)])
+def test_s3_timestamps(text, epoch):
+    assert registry_storage.parse_time(text) == epoch
