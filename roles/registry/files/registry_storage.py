@@ -98,6 +98,13 @@ class FilesystemStorage:
         return total
 
 
+def canonical_query(query):
+    """The query string as Signature Version 4 signs it, and as it is sent: sorted, everything but A-Z a-z 0-9 - _ . ~
+    percent-encoded."""
+    return '&'.join('%s=%s' % (urllib.parse.quote(key, safe='-_.~'), urllib.parse.quote(str(value), safe='-_.~'))
+                    for key, value in sorted(query.items()))
+
+
 def signature_headers(method, host, path, query, credentials, amz_date, payload=b''):
     """The headers of a request signed with AWS Signature Version 4 (service s3).
 
@@ -107,9 +114,7 @@ def signature_headers(method, host, path, query, credentials, amz_date, payload=
     payload_hash = hashlib.sha256(payload).hexdigest()
     headers = {'host': host, 'x-amz-content-sha256': payload_hash, 'x-amz-date': amz_date}
     signed = ';'.join(sorted(headers))
-    canonical_query = '&'.join('%s=%s' % (urllib.parse.quote(key, safe='-_.~'), urllib.parse.quote(str(value), safe='-_.~'))
-                               for key, value in sorted(query.items()))
-    canonical_request = '\n'.join([method, path, canonical_query]
+    canonical_request = '\n'.join([method, path, canonical_query(query)]
                                   + ['%s:%s' % (name, headers[name]) for name in sorted(headers)]
                                   + ['', signed, payload_hash])
     scope = '%s/%s/s3/aws4_request' % (amz_date[:8], credentials['region'])
@@ -133,7 +138,7 @@ class S3Storage:
     """The S3 driver's keys in the bucket, read as the registry's s3 settings say (regionendpoint, secure,
     forcepathstyle, rootdirectory), with its access keys."""
 
-    def __init__(self, s3, timeout=30):
+    def __init__(self, s3, timeout=30, page_size=None):
         self.credentials = {'accesskey': s3['accesskey'], 'secretkey': s3['secretkey'], 'region': s3.get('region') or 'us-east-1'}
         endpoint = s3.get('regionendpoint') or 's3.%s.amazonaws.com' % self.credentials['region']
         if '://' not in endpoint:
@@ -146,6 +151,8 @@ class S3Storage:
         else:
             self.host, self.base = self.bucket + '.' + url.netloc, ''
         self.timeout = timeout
+        # Keys per listing: the service's own limit (1000) unless a test wants pages.
+        self.page_size = page_size
         root = (s3.get('rootdirectory') or '').strip('/')
         self.prefix = root + '/' if root else ''
 
@@ -154,7 +161,7 @@ class S3Storage:
         path = self.base + '/' + urllib.parse.quote(key, safe='/-_.~')
         query = query or {}
         headers = signature_headers(method, self.host, path, query, self.credentials, time.strftime('%Y%m%dT%H%M%SZ', time.gmtime()))
-        target = path + ('?' + urllib.parse.urlencode(sorted(query.items()), quote_via=urllib.parse.quote) if query else '')
+        target = path + ('?' + canonical_query(query) if query else '')
         if self.https:
             connection = http.client.HTTPSConnection(self.host, timeout=self.timeout, context=ssl.create_default_context())
         else:
@@ -179,6 +186,8 @@ class S3Storage:
         found, token = [], None
         while True:
             query = {'list-type': '2', 'prefix': self.prefix + below}
+            if self.page_size:
+                query['max-keys'] = str(self.page_size)
             if token:
                 query['continuation-token'] = token
             page = ElementTree.fromstring(self._checked('GET', query=query))

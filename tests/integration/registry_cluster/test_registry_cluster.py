@@ -25,6 +25,7 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 import time
 import uuid
 
@@ -37,6 +38,8 @@ from targets import REPO, run  # pylint: disable=import-error
 
 PLATFORM = os.path.join(REPO, 'tests', 'platform')
 GC_PROGRAM = os.path.join(REPO, 'roles', 'registry', 'files', 'registry_gc.py')
+sys.path.insert(0, os.path.dirname(GC_PROGRAM))
+import registry_storage  # noqa: E402 pylint: disable=import-error,wrong-import-position
 NETWORK = 'selfhosted-test'
 VALKEY = 'selfhosted-test-valkey'
 # Long enough for any request of these tests; a request that takes longer hangs.
@@ -280,6 +283,11 @@ def test_garbage_collected_through_one_node_is_gone_on_both_and_the_rest_pulls_w
         assert code == 0, log
         assert [(tag['repository'], tag['tag'], tag['digest']) for tag in result['deleted_tags']] == [('app', 'old', old)], log
         assert first.pulls_whole('app', old), 'the dry run changed something'
+        # A bucket with more keys than one listing gives reads the same, page by page.
+        paged = registry_storage.S3Storage(storage, page_size=2)
+        assert len(paged.objects(registry_storage.REPOSITORIES + '/')) > 4
+        assert paged.tags() == registry_storage.S3Storage(storage).tags()
+        assert sorted(tag for tag, _pushed in paged.tags()['app']) == ['kept', 'new', 'old']
         # Both nodes look the layer up: the shared cache now holds it.
         for node in nodes:
             assert node.request('HEAD', '/v2/app/blobs/' + only_dropped)[0] == 200
