@@ -12,13 +12,23 @@ platform's network of this machine:
   backend settings (leastconn, health checks, retries): one with the first
   node alone, one with both.
 
+- with TLS, as deployed: an nginx 1.30 in front of each node with the proxy
+  role's TLS and upstream settings (roles/proxy/templates/nginx.conf.j2:
+  TLS 1.2/1.3, its ciphers, keep-alive and buffers to the registry), and
+  two more haproxy that end TLS for the registry's name and open TLS to
+  those nginx, verifying the node's certificate by its name (the balancer
+  role's `ssl verify required ... sni`); one self-signed ECDSA P-256
+  certificate for the name, the certificates role's default key.
+
 A blob of --blob-mib MiB is pushed once; then, in one run and in alternating
 rounds, --clients clients each pull it --pulls times in full (checked
-against its digest): straight from one node, through haproxy to one node,
-through haproxy to two. Reported: MiB/s of all clients together, the
-median and 95th percentile of one pull, and the memory of each part
-afterwards (resident) and the CPU time each part used in the rounds (from docker top). Plain HTTP on both hops: TLS's cost is "Proxy
-throughput"'s. Bounded: rounds x 3 x clients x pulls pulls.
+against its digest), in six ways: straight from one node, through haproxy
+to one node, through haproxy to two, each in plain HTTP and with TLS on
+every hop. Reported: MiB/s of all clients together, the median and 95th
+percentile of one pull, and the memory of each part afterwards (resident)
+and the CPU time each part used in the rounds (from docker top). The
+clients are Python threads on the same two cores: with TLS they decrypt
+too. Bounded: rounds x 6 x clients x pulls pulls.
 
 Run from the repository root (the platform's images built, nothing else running):
   .venv/bin/python benchmarks/cluster_bench.py [--blob-mib 64] [--clients 8] [--pulls 4] [--rounds 3]
@@ -34,6 +44,7 @@ import http.client
 import json
 import os
 import secrets
+import ssl
 import statistics
 import subprocess
 import sys
@@ -49,41 +60,90 @@ import test_registry_cluster as cluster  # pylint: disable=import-error,wrong-im
 
 DOCKER = cluster.DOCKER
 HAPROXY_IMAGE = 'selfhosted-test/base:debian13'
+NGINX_IMAGE = 'selfhosted-test/nginx:1.30.6'
 REPOSITORY = 'bench/cluster'
+NAME = 'registry.bench.test'
+# The proxy role's defaults (roles/proxy/defaults/main.yml).
+CIPHERS = ('ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:'
+           'ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305')
 
 
-def haproxy_config(nodes):
-    """The balancer role's backend (roles/balancer/templates/haproxy.cfg.j2), without TLS."""
-    servers = '\n'.join('    server %s %s:5000' % (node.name, node.address) for node in nodes)
+def haproxy_config(servers, tls):
+    """The balancer role's frontend and backend (roles/balancer/templates/haproxy.cfg.j2); `servers`: (name, address)
+    of the registry containers (plain HTTP) or of the nginx in front of them (`tls`)."""
+    if tls:
+        bind = '    bind :443 ssl crt /etc/bench/site.pem alpn http/1.1'
+        server = ('    default-server ssl verify required ca-file /etc/bench/fullchain.pem sni str(%s) verifyhost %s'
+                  ' check check-sni %s inter 1s fall 2 rise 2' % (NAME, NAME, NAME))
+        port = 443
+    else:
+        bind, server, port = '    bind :80', '    default-server check inter 1s fall 2 rise 2', 5000
     return '\n'.join([
-        'global', '    maxconn 4096',
+        'global', '    maxconn 4096', '    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets',
+        '    ssl-default-server-options ssl-min-ver TLSv1.2',
         'defaults', '    mode http', '    timeout connect 3s', '    timeout client 900s', '    timeout server 900s',
         '    retries 3', '    option redispatch 1',
-        'frontend registry', '    bind :80', '    default_backend nodes',
+        'frontend registry', bind, '    default_backend nodes',
         'backend nodes', '    balance leastconn', '    option httpchk',
-        '    http-check send meth GET uri /v2/ ver HTTP/1.1 hdr Host registry',
+        '    http-check send meth GET uri /v2/ ver HTTP/1.1 hdr Host %s' % NAME,
         '    http-check expect rstatus ^(200|401)$',
         '    retry-on conn-failure empty-response response-timeout 502 504',
-        '    default-server check inter 1s fall 2 rise 2',
-        servers, ''])
+        server]
+        + ['    server %s %s:%d' % (name, address, port) for name, address in servers] + [''])
 
 
-class Haproxy:
-    def __init__(self, root, nodes):
-        self.name = 'cluster-bench-haproxy-%d-%s' % (len(nodes), uuid.uuid4().hex[:6])
+def nginx_config(node):
+    """The proxy role's TLS server and upstream settings (roles/proxy/templates/nginx.conf.j2) in front of `node`."""
+    return '\n'.join([
+        'worker_processes auto;', 'error_log stderr warn;', 'events { worker_connections 1024; }',
+        'http {', '    sendfile on;', '    keepalive_timeout 65s;', '    access_log off;',
+        '    upstream registry { server %s:5000; keepalive 32; }' % node.address,
+        '    server {', '        listen 443 ssl;', '        server_name %s;' % NAME,
+        '        ssl_certificate /etc/bench/fullchain.pem;', '        ssl_certificate_key /etc/bench/privkey.pem;',
+        '        ssl_protocols TLSv1.2 TLSv1.3;', '        ssl_ciphers %s;' % CIPHERS, '        ssl_prefer_server_ciphers off;',
+        '        ssl_session_cache shared:TLS:10m;', '        ssl_session_tickets off;',
+        '        client_max_body_size 0;', '        chunked_transfer_encoding on;',
+        '        location /v2/ {', '            proxy_pass http://registry;', '            proxy_http_version 1.1;',
+        '            proxy_set_header Connection "";', '            proxy_set_header Host %s;' % NAME,
+        '            proxy_request_buffering off;', '            proxy_buffering on;', '            proxy_buffers 16 64k;',
+        '            proxy_max_temp_file_size 0;', '        }', '    }', '}', ''])
+
+
+def certificate(directory):
+    """A self-signed ECDSA P-256 certificate for NAME in `directory`: fullchain.pem, privkey.pem, and site.pem (both,
+    for haproxy)."""
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+                    '-subj', '/CN=' + NAME, '-addext', 'subjectAltName=DNS:' + NAME,
+                    '-keyout', os.path.join(directory, 'privkey.pem'), '-out', os.path.join(directory, 'fullchain.pem')],
+                   capture_output=True, check=True)
+    with open(os.path.join(directory, 'site.pem'), 'w', encoding='ascii') as site:
+        for name in ('fullchain.pem', 'privkey.pem'):
+            with open(os.path.join(directory, name), encoding='ascii') as part:
+                site.write(part.read())
+    for name in ('fullchain.pem', 'privkey.pem', 'site.pem'):
+        os.chmod(os.path.join(directory, name), 0o644)  # read by the containers' own users; a throwaway key
+
+
+class Part:
+    """A container of the benchmark on the platform's network, with files of its own mounted at /etc/bench."""
+
+    def __init__(self, root, name, files, tls_dir, command, port, tls):
+        self.name = 'cluster-bench-%s-%s' % (name, uuid.uuid4().hex[:6])
         directory = os.path.join(root, self.name)
         os.makedirs(directory)
-        with open(os.path.join(directory, 'haproxy.cfg'), 'w', encoding='utf-8') as handle:
-            handle.write(haproxy_config(nodes))
+        for file_name, text in files.items():
+            with open(os.path.join(directory, file_name), 'w', encoding='utf-8') as handle:
+                handle.write(text)
+        for file_name in ('fullchain.pem', 'privkey.pem', 'site.pem'):
+            os.link(os.path.join(tls_dir, file_name), os.path.join(directory, file_name))
         os.chmod(directory, 0o755)
         subprocess.run([DOCKER, 'run', '--detach', '--name', self.name, '--network', cluster.NETWORK,
-                        '--volume', directory + ':/etc/bench:ro', HAPROXY_IMAGE, 'sh', '-ec',
-                        'apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -qq -y haproxy >/dev/null'
-                        ' && exec haproxy -db -f /etc/bench/haproxy.cfg'], capture_output=True, check=True)
+                        '--volume', directory + ':/etc/bench:ro'] + command, capture_output=True, check=True)
+        self.port, self.tls = port, tls
         deadline = time.time() + 300
         while time.time() < deadline:
             try:
-                if request(self.address, 'GET', '/v2/')[0] in (200, 401):
+                if request(self.address, self.port, self.tls, tls_dir, 'GET', '/v2/')[0] in (200, 401):
                     return
             except OSError:
                 pass
@@ -99,8 +159,29 @@ class Haproxy:
         subprocess.run([DOCKER, 'rm', '--force', self.name], capture_output=True, check=False)
 
 
-def request(address, method, path, port=80):
-    connection = http.client.HTTPConnection(address, port, timeout=60)
+def haproxy(root, tls_dir, servers, tls):
+    install = ('apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -qq -y haproxy >/dev/null'
+               ' && exec haproxy -db -f /etc/bench/haproxy.cfg')
+    return Part(root, 'haproxy-%d%s' % (len(servers), '-tls' if tls else ''), {'haproxy.cfg': haproxy_config(servers, tls)}, tls_dir,
+                [HAPROXY_IMAGE, 'sh', '-ec', install], 443 if tls else 80, tls)
+
+
+def nginx(root, tls_dir, node):
+    return Part(root, 'nginx', {'nginx.conf': nginx_config(node)}, tls_dir,
+                [NGINX_IMAGE, 'nginx', '-g', 'daemon off;', '-c', '/etc/bench/nginx.conf'], 443, True)
+
+
+def connect(address, port, tls, tls_dir, timeout):
+    if not tls:
+        return http.client.HTTPConnection(address, port, timeout=timeout)
+    # The certificate is checked against the one for NAME; the address is no name.
+    context = ssl.create_default_context(cafile=os.path.join(tls_dir, 'fullchain.pem'))
+    context.check_hostname = False
+    return http.client.HTTPSConnection(address, port, timeout=timeout, context=context)
+
+
+def request(address, port, tls, tls_dir, method, path):
+    connection = connect(address, port, tls, tls_dir, 60)
     try:
         connection.request(method, path)
         response = connection.getresponse()
@@ -109,10 +190,10 @@ def request(address, method, path, port=80):
         connection.close()
 
 
-def pull(address, port, path, digest):
+def pull(way, path, digest):
     """One pull of the blob in full, its digest checked: seconds."""
     start = time.monotonic()
-    connection = http.client.HTTPConnection(address, port, timeout=120)
+    connection = connect(way['address'], way['port'], way['tls'], way['tls_dir'], 120)
     try:
         connection.request('GET', path)
         response = connection.getresponse()
@@ -126,11 +207,11 @@ def pull(address, port, path, digest):
     return time.monotonic() - start
 
 
-def round_of_pulls(address, port, path, digest, clients, pulls):
+def round_of_pulls(way, path, digest, clients, pulls):
     """clients x pulls pulls at once: (wall seconds, [seconds of each pull])."""
     start = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        times = list(pool.map(lambda _index: [pull(address, port, path, digest) for _pull in range(pulls)], range(clients)))
+        times = list(pool.map(lambda _index: [pull(way, path, digest) for _pull in range(pulls)], range(clients)))
     return time.monotonic() - start, [seconds for client in times for seconds in client]
 
 
@@ -164,26 +245,38 @@ def main():
     s3, cache = cluster.addon('ceph', 'credentials'), cluster.addon('valkey', 'credentials')
     root = tempfile.mkdtemp(prefix='cluster-bench-')
     secret, prefix = secrets.token_hex(32), '/bench-' + uuid.uuid4().hex[:8]
-    nodes, balancers = [], []
+    nodes, fronts = [], []
     try:
+        certificate(root)
         for purge_uploads in (True, False):
             nodes.append(cluster.Node(root, cluster.node_config(s3, cache, secret, prefix, purge_uploads)))
         blob = nodes[0].push_blob(REPOSITORY, os.urandom(args.blob_mib << 20))
         path = '/v2/%s/blobs/%s' % (REPOSITORY, blob['digest'])
-        balancers = [Haproxy(root, nodes[:1]), Haproxy(root, nodes)]
-        ways = [('straight from one node', nodes[0].address, 5000), ('through haproxy, one node', balancers[0].address, 80),
-                ('through haproxy, two nodes', balancers[1].address, 80)]
-        results = {label: [] for label, _address, _port in ways}
-        for label, address, port in ways:  # warm: each node's cache knows the blob
-            round_of_pulls(address, port, path, blob['digest'], 2, 1)
-        parts = [node.name for node in nodes] + [balancer.name for balancer in balancers] + ['selfhosted-test-ceph', 'selfhosted-test-valkey']
+        nginxes = [nginx(root, root, node) for node in nodes]
+        plain = [(node.name, node.address) for node in nodes]
+        tls = [(front.name, front.address) for front in nginxes]
+        fronts = nginxes + [haproxy(root, root, plain[:1], False), haproxy(root, root, plain, False),
+                            haproxy(root, root, tls[:1], True), haproxy(root, root, tls, True)]
+
+        def way(part, port=None, with_tls=None):
+            return {'address': part.address, 'port': port or part.port, 'tls': part.tls if with_tls is None else with_tls, 'tls_dir': root}
+        ways = {'plain HTTP, straight from one node': way(nodes[0], 5000, False),
+                'plain HTTP, through haproxy, one node': way(fronts[2]),
+                'plain HTTP, through haproxy, two nodes': way(fronts[3]),
+                'TLS, straight from one node (its nginx)': way(fronts[0]),
+                'TLS, through haproxy, one node': way(fronts[4]),
+                'TLS, through haproxy, two nodes': way(fronts[5])}
+        results = {label: [] for label in ways}
+        for label, where in ways.items():  # warm: each node's cache knows the blob
+            round_of_pulls(where, path, blob['digest'], 2, 1)
+        parts = [part.name for part in nodes + fronts] + ['selfhosted-test-ceph', 'selfhosted-test-valkey']
         before = usage(parts)
         for _round in range(args.rounds):
-            for label, address, port in ways:
-                results[label].append(round_of_pulls(address, port, path, blob['digest'], args.clients, args.pulls))
+            for label, where in ways.items():
+                results[label].append(round_of_pulls(where, path, blob['digest'], args.clients, args.pulls))
         used = usage(parts)
     finally:
-        for part in nodes + balancers:
+        for part in nodes + fronts:
             part.remove()
         for name in ('ceph', 'valkey'):
             cluster.addon(name, 'down')
