@@ -127,11 +127,15 @@ def plan(tags, policies, protected, now):
     return deletions
 
 
+def storage_of(settings):
+    """The storage that retention reads and a run measures, or None (S3 without keys)."""
+    # The settings of an older release name a filesystem root only.
+    legacy = {'filesystem': {'rootdirectory': settings['storage_root']}} if settings.get('storage_root') else {}
+    return storage_for(settings.get('storage') or legacy)
+
+
 def planned(storage, settings):
     """The tags the policies let go now, each with the digest it points to."""
-    if storage is None:
-        raise GCError('retention policies read the push dates in the storage: set registry_storage_s3_accesskey '
-                      'and registry_storage_s3_secretkey')
     deletions = plan(storage.tags(), settings.get('policies') or [], set(settings.get('protected_tags') or ()), time.time())
     for deletion in deletions:
         deletion['digest'] = storage.digest(deletion['repository'], deletion['tag'])
@@ -293,13 +297,17 @@ PHASES = ('all', 'open', 'collect', 'close')
 
 
 def run(settings, dry_run, phase='all'):
+    # Refused before any step of the window.
+    if settings.get('policies') and storage_of(settings) is None:
+        raise GCError('retention policies read the push dates in the storage: set registry_storage_s3_accesskey '
+                      'and registry_storage_s3_secretkey')
     if str(settings.get('registry_major', '3')) == '2':
         raise GCError('garbage collection needs registry 3.x: the collector of 2.x deletes the images of multi-platform indexes')
     result = {'dry_run': dry_run, 'phase': phase, 'deleted_tags': [], 'gc': None,
               'bytes_before': None, 'bytes_after': None, 'bytes_freed': None, 'window_seconds': None}
 
     if dry_run:
-        result['deleted_tags'] = planned(storage_for(settings['storage']), settings) if settings.get('policies') else []
+        result['deleted_tags'] = planned(storage_of(settings), settings) if settings.get('policies') else []
         for deletion in result['deleted_tags']:
             log('would delete %(repository)s:%(tag)s (%(digest)s, pushed %(pushed)s): %(reason)s' % deletion)
         log('dry run: %d tags would be deleted; garbage-collect then frees what only they referenced'
@@ -346,7 +354,11 @@ def run(settings, dry_run, phase='all'):
 
 def collect(settings, window, result):
     """In an open window: retention, garbage-collect in the read-only copy, then the shared cache flushed."""
-    storage = storage_for(settings['storage'])
+    storage = storage_of(settings)
+    if storage is not None and not settings.get('policies') and 's3' in (settings.get('storage') or {}):
+        # A bucket is read from the host only for the policies: a collection
+        # without them needs nothing more of it than before.
+        storage = None
     if storage is not None:
         result['bytes_before'] = storage.usage()
     if settings.get('policies'):

@@ -15,11 +15,12 @@ through its REST API, signed with Signature Version 4, standard library only.
 
 from __future__ import annotations
 
-import calendar
+import datetime
 import hashlib
 import hmac
 import http.client
 import os
+import re
 import shutil
 import ssl
 import time
@@ -30,7 +31,11 @@ from xml.etree import ElementTree
 V2 = 'docker/registry/v2'
 REPOSITORIES = V2 + '/repositories'
 TAGS = '/_manifests/tags/'
-S3_NAMESPACE = '{http://s3.amazonaws.com/doc/2006-03-01/}'
+# Answers worth another try, as the AWS SDK retries them (a busy or restarting service).
+RETRIED_STATUSES = (500, 502, 503, 504)
+ATTEMPTS = 3
+# A bucket name that can go in a host name: the AWS SDK's rule for virtual-hosted addressing.
+DNS_BUCKET = re.compile(r'\A[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z')
 
 
 class StorageError(Exception):
@@ -40,14 +45,15 @@ class StorageError(Exception):
 def storage_for(settings):
     """The storage of the role's settings: {'filesystem': {'rootdirectory': ...}} or {'s3': {...}}.
 
-    None for S3 without access keys: the registry then has its credentials
-    from its environment or an instance role, which are not ours to use.
+    None where it cannot be read: S3 without access keys (the registry then
+    has its credentials from its environment or an instance role, which are
+    not ours to use), or no storage in the settings.
     """
     if settings.get('s3'):
         return S3Storage(settings['s3']) if settings['s3'].get('accesskey') and settings['s3'].get('secretkey') else None
     if settings.get('filesystem'):
         return FilesystemStorage(settings['filesystem']['rootdirectory'])
-    raise StorageError('no storage in the settings: %r' % sorted(settings))
+    return None
 
 
 class FilesystemStorage:
@@ -129,9 +135,16 @@ def signature_headers(method, host, path, query, credentials, amz_date, payload=
 
 
 def parse_time(text):
-    """An S3 timestamp (2026-12-04T10:00:00.000Z) in seconds since the epoch."""
-    whole, _dot, fraction = text.rstrip('Z').partition('.')
-    return calendar.timegm(time.strptime(whole, '%Y-%m-%dT%H:%M:%S')) + float('0.' + (fraction or '0'))
+    """An S3 timestamp (2026-12-04T10:00:00.000Z, or with an offset) in seconds since the epoch."""
+    try:
+        return datetime.datetime.fromisoformat(text.replace('Z', '+00:00')).timestamp()
+    except (AttributeError, ValueError):
+        raise StorageError('the bucket listed an object without a date S3 gives: %r' % (text,)) from None
+
+
+def local_name(element):
+    """An XML element's name without its namespace: S3-compatible services do not all use AWS's."""
+    return element.tag.rsplit('}', 1)[-1]
 
 
 class S3Storage:
@@ -146,10 +159,17 @@ class S3Storage:
         url = urllib.parse.urlsplit(endpoint)
         self.https = url.scheme == 'https'
         self.bucket = s3['bucket']
-        if s3.get('forcepathstyle'):
-            self.host, self.base = url.netloc, '/' + self.bucket
+        # The Host header leaves out the scheme's own port, as the AWS SDK does.
+        authority = url.hostname if url.port in (None, 443 if self.https else 80) else '%s:%d' % (url.hostname, url.port)
+        # Virtual-hosted as the SDK decides: not for a name that is no host
+        # name, nor for one with dots over HTTPS (no certificate covers it).
+        virtual = (not s3.get('forcepathstyle') and DNS_BUCKET.match(self.bucket) and '..' not in self.bucket
+                   and not (self.https and '.' in self.bucket))
+        path = url.path.rstrip('/')  # an endpoint's own path stays in front
+        if virtual:
+            self.host, self.base = self.bucket + '.' + authority, path
         else:
-            self.host, self.base = self.bucket + '.' + url.netloc, ''
+            self.host, self.base = authority, path + '/' + self.bucket
         self.timeout = timeout
         # Keys per listing: the service's own limit (1000) unless a test wants pages.
         self.page_size = page_size
@@ -157,23 +177,31 @@ class S3Storage:
         self.prefix = root + '/' if root else ''
 
     def request(self, method, key='', query=None):
-        """(status, body) of one signed request; key is below the bucket."""
+        """(status, body) of one signed request, tried again after a refused connection or a 5xx; key is below
+        the bucket."""
         path = self.base + '/' + urllib.parse.quote(key, safe='/-_.~')
         query = query or {}
-        headers = signature_headers(method, self.host, path, query, self.credentials, time.strftime('%Y%m%dT%H%M%SZ', time.gmtime()))
         target = path + ('?' + canonical_query(query) if query else '')
-        if self.https:
-            connection = http.client.HTTPSConnection(self.host, timeout=self.timeout, context=ssl.create_default_context())
-        else:
-            connection = http.client.HTTPConnection(self.host, timeout=self.timeout)
-        try:
-            connection.request(method, target, headers=headers)
-            response = connection.getresponse()
-            return response.status, response.read()
-        except OSError as error:
-            raise StorageError('%s %s://%s%s: %s' % (method, 'https' if self.https else 'http', self.host, path, error)) from None
-        finally:
-            connection.close()
+        for attempt in range(1, ATTEMPTS + 1):
+            headers = signature_headers(method, self.host, path, query, self.credentials, time.strftime('%Y%m%dT%H%M%SZ', time.gmtime()))
+            if self.https:
+                connection = http.client.HTTPSConnection(self.host, timeout=self.timeout, context=ssl.create_default_context())
+            else:
+                connection = http.client.HTTPConnection(self.host, timeout=self.timeout)
+            try:
+                connection.request(method, target, headers=headers)
+                response = connection.getresponse()
+                status, body = response.status, response.read()
+            except (OSError, http.client.HTTPException) as error:
+                if attempt == ATTEMPTS:
+                    raise StorageError('%s %s://%s%s: %s' % (method, 'https' if self.https else 'http', self.host, path, error)) from None
+                status, body = None, b''
+            finally:
+                connection.close()
+            if status not in RETRIED_STATUSES + (None,) or attempt == ATTEMPTS:
+                return status, body
+            time.sleep(attempt)
+        raise AssertionError('unreachable')
 
     def _checked(self, method, key='', query=None, expected=(200,)):
         status, body = self.request(method, key, query)
@@ -190,13 +218,24 @@ class S3Storage:
                 query['max-keys'] = str(self.page_size)
             if token:
                 query['continuation-token'] = token
-            page = ElementTree.fromstring(self._checked('GET', query=query))
-            for item in page.iter(S3_NAMESPACE + 'Contents'):
-                found.append((item.findtext(S3_NAMESPACE + 'Key'), int(item.findtext(S3_NAMESPACE + 'Size') or 0),
-                              parse_time(item.findtext(S3_NAMESPACE + 'LastModified'))))
-            token = page.findtext(S3_NAMESPACE + 'NextContinuationToken')
-            if page.findtext(S3_NAMESPACE + 'IsTruncated') != 'true' or not token:
+            body = self._checked('GET', query=query)
+            try:
+                page = ElementTree.fromstring(body)
+            except ElementTree.ParseError:
+                page = None
+            if page is None or local_name(page) != 'ListBucketResult':
+                raise StorageError('bucket %s answered a listing with no list of objects: %s'
+                                   % (self.bucket, body[:300].decode('utf-8', 'replace')))
+            fields = {local_name(child): child for child in page}
+            for item in page:
+                if local_name(item) == 'Contents':
+                    values = {local_name(child): child.text for child in item}
+                    found.append((values.get('Key'), int(values.get('Size') or 0), parse_time(values.get('LastModified'))))
+            token = getattr(fields.get('NextContinuationToken'), 'text', None)
+            if getattr(fields.get('IsTruncated'), 'text', None) != 'true':
                 return found
+            if not token:
+                raise StorageError('bucket %s cut a listing short without saying where it goes on' % self.bucket)
 
     def tags(self):
         """{repository: [(tag, pushed)]}: the current links under the repositories (one listing of them)."""

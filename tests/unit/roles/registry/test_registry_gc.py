@@ -146,3 +146,16 @@ def test_wrong_cache_addresses_are_refused(address):
 def test_a_phase_other_than_the_four_is_refused():
     with pytest.raises(SystemExit):
         registry_gc.main(['-', '--phase', 'sweep'])
+
+
+def test_retention_on_s3_without_keys_is_refused_before_the_window_opens():
+    # Refused before anything of the window is done (no engine is asked here).
+    settings = {'storage': {'s3': {'bucket': 'images'}}, 'policies': [{'repositories': ['**'], 'keep_newest': 1}]}
+    with pytest.raises(registry_gc.GCError, match='registry_storage_s3_accesskey'):
+        registry_gc.run(settings, dry_run=False)
+
+
+def test_settings_of_an_older_release_still_name_the_filesystem_root(tmp_path):
+    root = storage(tmp_path, {'app': {'a': 1}})
+    assert isinstance(registry_gc.storage_of({'storage_root': root}), registry_storage.FilesystemStorage)
+    assert registry_gc.storage_of({'storage_root': ''}) is None

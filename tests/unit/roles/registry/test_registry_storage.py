@@ -44,10 +44,22 @@ def test_a_changed_request_changes_the_signature():
     ({'regionendpoint': 'rgw.example.org', 'secure': False, 'forcepathstyle': True}, 'rgw.example.org', '/images', False, ''),
     # AWS: the region's endpoint, the bucket in the host name.
     ({'region': 'eu-west-1'}, 'images.s3.eu-west-1.amazonaws.com', '', True, ''),
+    # The scheme's own port is no part of the Host header; another is.
+    ({'regionendpoint': 'https://s3.example.org:443', 'forcepathstyle': True}, 's3.example.org', '/images', True, ''),
+    ({'regionendpoint': 'http://s3.example.org:8080', 'forcepathstyle': True}, 's3.example.org:8080', '/images', False, ''),
+    # An endpoint's own path stays in front of the bucket.
+    ({'regionendpoint': 'https://gateway.example.org/s3/', 'forcepathstyle': True}, 'gateway.example.org', '/s3/images', True, ''),
 ])
 def test_the_bucket_is_addressed_as_the_registry_does(s3, host, base, https, prefix):
     storage = registry_storage.S3Storage(dict(s3, bucket='images', accesskey='a', secretkey='s'))
     assert (storage.host, storage.base, storage.https, storage.prefix) == (host, base, https, prefix)
+
+
+@pytest.mark.parametrize('bucket, https, virtual', [('my.images', True, False), ('my.images', False, True), ('My_Images', True, False)])
+def test_a_bucket_that_no_host_name_can_hold_is_addressed_in_the_path(bucket, https, virtual):
+    # As the AWS SDK decides: no certificate covers a dotted name under s3.<region>.amazonaws.com.
+    storage = registry_storage.S3Storage({'bucket': bucket, 'secure': https, 'accesskey': 'a', 'secretkey': 's'})
+    assert (storage.host.startswith(bucket + '.'), storage.base) == ((True, '') if virtual else (False, '/' + bucket))
 
 
 def test_s3_without_keys_is_not_read():
@@ -56,6 +68,12 @@ def test_s3_without_keys_is_not_read():
 
 
 @pytest.mark.parametrize('text, epoch', [('2026-12-04T10:00:00.000Z', 1796378400.0), ('2026-12-04T10:00:00.250Z', 1796378400.25),
-                                         ('2026-12-04T10:00:00Z', 1796378400.0)])
+                                         ('2026-12-04T10:00:00Z', 1796378400.0), ('2026-12-04T11:00:00+01:00', 1796378400.0)])
 def test_s3_timestamps(text, epoch):
     assert registry_storage.parse_time(text) == epoch
+
+
+@pytest.mark.parametrize('text', [None, 'yesterday'])
+def test_an_object_without_a_date_is_an_error_of_the_storage(text):
+    with pytest.raises(registry_storage.StorageError, match='without a date'):
+        registry_storage.parse_time(text)
