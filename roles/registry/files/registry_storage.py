@@ -159,8 +159,10 @@ class S3Storage:
         url = urllib.parse.urlsplit(endpoint)
         self.https = url.scheme == 'https'
         self.bucket = s3['bucket']
-        # The Host header leaves out the scheme's own port, as the AWS SDK does.
-        authority = url.hostname if url.port in (None, 443 if self.https else 80) else '%s:%d' % (url.hostname, url.port)
+        # The Host header leaves out the scheme's own port, as the AWS SDK
+        # does; an IPv6 address keeps its brackets.
+        name = '[%s]' % url.hostname if ':' in url.hostname else url.hostname
+        authority = name if url.port in (None, 443 if self.https else 80) else '%s:%d' % (name, url.port)
         # Virtual-hosted as the SDK decides: not for a name that is no host
         # name, nor for one with dots over HTTPS (no certificate covers it).
         virtual = (not s3.get('forcepathstyle') and DNS_BUCKET.match(self.bucket) and '..' not in self.bucket

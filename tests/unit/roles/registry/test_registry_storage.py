@@ -47,6 +47,9 @@ def test_a_changed_request_changes_the_signature():
     # The scheme's own port is no part of the Host header; another is.
     ({'regionendpoint': 'https://s3.example.org:443', 'forcepathstyle': True}, 's3.example.org', '/images', True, ''),
     ({'regionendpoint': 'http://s3.example.org:8080', 'forcepathstyle': True}, 's3.example.org:8080', '/images', False, ''),
+    # An IPv6 address, with and without a port.
+    ({'regionendpoint': 'http://[fd00::5]:7480', 'forcepathstyle': True}, '[fd00::5]:7480', '/images', False, ''),
+    ({'regionendpoint': 'https://[fd00::5]', 'forcepathstyle': True}, '[fd00::5]', '/images', True, ''),
     # An endpoint's own path stays in front of the bucket.
     ({'regionendpoint': 'https://gateway.example.org/s3/', 'forcepathstyle': True}, 'gateway.example.org', '/s3/images', True, ''),
 ])
