@@ -232,7 +232,9 @@ class S3Storage:
             for item in page:
                 if local_name(item) == 'Contents':
                     values = {local_name(child): child.text for child in item}
-                    found.append((values.get('Key'), int(values.get('Size') or 0), parse_time(values.get('LastModified'))))
+                    if not values.get('Key'):
+                        raise StorageError('bucket %s listed an object without a key' % self.bucket)
+                    found.append((values['Key'], int(values.get('Size') or 0), parse_time(values.get('LastModified'))))
             token = getattr(fields.get('NextContinuationToken'), 'text', None)
             if getattr(fields.get('IsTruncated'), 'text', None) != 'true':
                 return found

@@ -80,3 +80,25 @@ def test_s3_timestamps(text, epoch):
 def test_an_object_without_a_date_is_an_error_of_the_storage(text):
     with pytest.raises(registry_storage.StorageError, match='without a date'):
         registry_storage.parse_time(text)
+
+
+class AnsweredStorage(registry_storage.S3Storage):
+    """A bucket that answers every listing with `body`: answers no real service gives, to see them refused."""
+
+    def __init__(self, body):
+        super().__init__({'bucket': 'images', 'accesskey': 'a', 'secretkey': 's'})
+        self.body = body
+
+    def _checked(self, method, key='', query=None, expected=(200,)):
+        return self.body
+
+
+@pytest.mark.parametrize('contents, error', [
+    ('<Contents><Size>1</Size><LastModified>2026-12-04T10:00:00Z</LastModified></Contents>', 'without a key'),
+    ('<Contents><Key>docker/a</Key><Size>1</Size></Contents>', 'without a date'),
+])
+def test_a_listing_of_objects_without_a_key_or_a_date_is_an_error_of_the_storage(contents, error):
+    body = ('<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">%s<IsTruncated>false</IsTruncated>'
+            '</ListBucketResult>' % contents).encode()
+    with pytest.raises(registry_storage.StorageError, match=error):
+        AnsweredStorage(body).objects('docker/')
