@@ -307,6 +307,7 @@ def run_site(
     registry_hosts: list[str] | None = None,
     groups: dict | None = None,
     host_vars: dict | None = None,
+    verbosity: int = 0,
 ) -> SiteRun:
     """The site playbook (converge.yml, which imports selfhosted.registry.site) on the registry host, as a user runs it.
 
@@ -314,7 +315,8 @@ def run_site(
     `playbook`: another ansible-playbook than the one of the tests' virtualenv; `diff`: with --diff;
     `play`: another playbook (a collection's, e.g. selfhosted.registry.garbage_collect); `check`: with --check;
     `registry_hosts`: the hosts of the group `registry` (default: the scenario's); `groups`: more groups, name -> hosts;
-    `host_vars`: more variables of some hosts, name -> variables (below extra vars, unlike `extra`).
+    `host_vars`: more variables of some hosts, name -> variables (below extra vars, unlike `extra`);
+    `verbosity`: as many -v.
     """
     state = load_state()
     variables = {k: v for k, v in state["overrides"].items() if k not in unset}
@@ -340,6 +342,7 @@ def run_site(
             f"--extra-vars=@{vars_file}",
             *(["--diff"] if diff else []),
             *(["--check"] if check else []),
+            *([f"-{'v' * verbosity}"] if verbosity else []),
             play or str(SCENARIO_DIR / "converge.yml"),
         ],
         capture_output=True,

@@ -360,10 +360,11 @@ def node_answers(client: Container, node: Container, repository: str, paths: lis
     return dict(zip(paths, statuses))
 
 
-def test_garbage_collection_across_both_nodes(client):
+def test_garbage_collection_across_both_nodes(client, node_settings):
     """The garbage_collect playbook on both nodes under a pull loop, with a retention policy: 0 failed pulls; what only
     an untagged image had is gone from both nodes at once (the shared cache flushed); the image that replaced it pulls
-    from both; of two tags the policy keeps the newer (push dates read in the bucket)."""
+    from both; of two tags the policy keeps the newer (push dates read in the bucket). Run with -vvv, which shows
+    every task's arguments: neither the cache's password nor the S3 secret key is among them."""
     repository = "several-nodes/gc"
     replaced = push_image(client, repository, tag="latest", layer_bytes=1 << 16)
     kept = remember(push_image(client, repository, tag="latest", layer_bytes=1 << 16))
@@ -385,9 +386,12 @@ def test_garbage_collection_across_both_nodes(client):
             registry_hosts=NODES,
             groups=GROUPS,
             label="several nodes: garbage collection",
+            verbosity=3,
         ),
     )
     assert run.rc == 0, run.tail()
+    for name in ("registry_redis_password", "registry_storage_s3_secretkey"):
+        assert node_settings[name] not in run.output, f"the value of {name} shows at -vvv"
     assert_no_failed_pull(window)
     # The collecting node reports what it deleted, as a single host does.
     reported = re.search(r"garbage-collect: \d+ blobs in use, (\d+) blobs and (\d+) manifests deleted", run.output)
