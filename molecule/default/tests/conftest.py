@@ -78,9 +78,18 @@ def registry(request: pytest.FixtureRequest) -> Registry:
     return registry_host(request.config, request.param)
 
 
+def run(host, command: str, *args):
+    """host.run, once more where the engine could not start a `docker exec` at all (runc's "read init-p: connection
+    reset by peer", seen once in CI): the command never ran, so that says nothing of what it tests."""
+    result = host.run(command, *args)
+    if result.rc == 126 and "OCI runtime exec failed" in result.stderr:
+        result = host.run(command, *args)
+    return result
+
+
 def run_ok(host, command: str, *args) -> str:
     """Run a command, fail the test with its output unless it succeeds."""
-    result = host.run(command, *args)
+    result = run(host, command, *args)
     assert result.rc == 0, f"{result.command!r} failed ({result.rc}): {result.stderr or result.stdout}"
     return result.stdout
 

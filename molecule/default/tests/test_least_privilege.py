@@ -11,7 +11,7 @@ import json
 
 import pytest
 from conftest import auth_mode as registry_auth_mode
-from conftest import run_ok
+from conftest import run, run_ok
 
 testinfra_hosts = ["ansible://registry"]
 
@@ -90,7 +90,7 @@ def test_nginx_master_keeps_three_capabilities_and_workers_none(host):
     ("registry-proxy-1", "/etc/nginx/written-by-test"),
 ])
 def test_nothing_is_writable_outside_the_mounts_meant_for_it(host, container, path):
-    result = host.run("docker exec %s touch %s", container, path)
+    result = run(host, "docker exec %s touch %s", container, path)
     assert result.rc != 0, f"{container} could write {path}"
     assert "Read-only file system" in result.stderr
 
@@ -104,8 +104,8 @@ def test_the_registry_writes_its_storage_and_reads_but_cannot_change_its_configu
     run_ok(host, "rm %s/data/.written-by-test", BASE_DIR)
     readable = {"htpasswd": "/auth/htpasswd", "token": "/auth/token-bundle.pem"}[auth_mode(host)]
     for path in (readable, "/etc/distribution/config.yml", "/etc/docker/registry/config.yml"):
-        result = host.run("docker exec registry-registry-1 sh -c 'test ! -e %s || cat %s >/dev/null && ! test -w %s'",
-                          path, path, path)
+        result = run(host, "docker exec registry-registry-1 sh -c 'test ! -e %s || cat %s >/dev/null && ! test -w %s'",
+                     path, path, path)
         assert result.rc == 0, f"{path}: {result.stderr}"
 
 
@@ -133,7 +133,7 @@ def test_the_users_file_is_for_whoever_checks_passwords(host):
             "token/signing-key.pem": (("selfhosted-registry-token", "selfhosted-registry-token"), 0o400),
             "token/config.json": (("root", "selfhosted-registry-token"), 0o640),
         }
-        result = host.run("docker exec registry-registry-1 cat /auth/htpasswd")
+        result = run(host, "docker exec registry-registry-1 cat /auth/htpasswd")
         assert result.rc != 0 and "Permission denied" in result.stderr, "the registry reads the users file in token mode"
     for path, (owner, mode) in expected.items():
         item = host.file(f"{BASE_DIR}/{path}")
