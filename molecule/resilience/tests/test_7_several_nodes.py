@@ -364,7 +364,8 @@ def test_garbage_collection_across_both_nodes(client, node_settings):
     """The garbage_collect playbook on both nodes under a pull loop, with a retention policy: 0 failed pulls; what only
     an untagged image had is gone from both nodes at once (the shared cache flushed); the image that replaced it pulls
     from both; of two tags the policy keeps the newer (push dates read in the bucket). Run with -vvv, which shows
-    every task's arguments: neither the cache's password nor the S3 secret key is among them."""
+    every task's arguments: no secret of the inventory is among them (the cache's password, the S3 secret key, the HTTP
+    secret, a user's password)."""
     repository = "several-nodes/gc"
     replaced = push_image(client, repository, tag="latest", layer_bytes=1 << 16)
     kept = remember(push_image(client, repository, tag="latest", layer_bytes=1 << 16))
@@ -390,8 +391,10 @@ def test_garbage_collection_across_both_nodes(client, node_settings):
         ),
     )
     assert run.rc == 0, run.tail()
-    for name in ("registry_redis_password", "registry_storage_s3_secretkey"):
-        assert node_settings[name] not in run.output, f"the value of {name} shows at -vvv"
+    secret_values = {name: node_settings[name] for name in ("registry_redis_password", "registry_storage_s3_secretkey", "registry_http_secret")}
+    secret_values["a user's password"] = PULLER["password"]
+    shown = [name for name, value in secret_values.items() if value in run.output]
+    assert shown == [], f"at -vvv the output shows {shown}"
     assert_no_failed_pull(window)
     # The collecting node reports what it deleted, as a single host does.
     reported = re.search(r"garbage-collect: \d+ blobs in use, (\d+) blobs and (\d+) manifests deleted", run.output)
