@@ -2,7 +2,8 @@
 # Copyright: selfhosted.registry maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Several registry nodes of one name: what each node shows the others of its settings, and where they disagree."""
+"""Several registry nodes of one name: what each node shows the others of its settings, and where they disagree; and
+where a registry host keeps the certificate it serves, which balancers and clients read there."""
 
 from __future__ import annotations
 
@@ -53,6 +54,13 @@ def cluster_problems(nodes):
     return problems
 
 
+def served_certificate(host):
+    """The file of the certificate a registry host's nginx serves (the certificates role's tls/fullchain.pem), from
+    that host's variables."""
+    base_dir = host.get('certificates_base_dir') or host.get('registry_base_dir') or '/opt/registry'
+    return '%s/tls/fullchain.pem' % base_dir
+
+
 def registry_nodes(hostvars, hosts, domain):
     """The nodes of registry `domain` among `hosts` (group registry), sorted by name.
 
@@ -67,12 +75,11 @@ def registry_nodes(hostvars, hosts, domain):
         host = hostvars[name]
         if not boolean(host.get('registry_load_balanced', False), strict=False) or host.get('registry_domain') != domain:
             continue
-        base_dir = host.get('certificates_base_dir') or host.get('registry_base_dir') or '/opt/registry'
         nodes.append({
             'name': name,
             'address': host.get('registry_node_address') or name,
             'port': int(host.get('proxy_https_port') or 443),
-            'certificate': '%s/tls/fullchain.pem' % base_dir,
+            'certificate': served_certificate(host),
             'drained': boolean(host.get('registry_node_drained', False), strict=False),
         })
     return nodes
@@ -84,4 +91,5 @@ class FilterModule:
             'node_digests': node_digests,
             'cluster_problems': cluster_problems,
             'registry_nodes': registry_nodes,
+            'served_certificate': served_certificate,
         }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.selfhosted.registry.plugins.filter.cluster import cluster_problems, node_digests, registry_nodes
+from ansible_collections.selfhosted.registry.plugins.filter.cluster import cluster_problems, node_digests, registry_nodes, served_certificate
 
 SETTINGS = {'registry_http_secret': 'a' * 64, 'registry_image': 'registry:3.1.1',
             'registry_users': [{'name': 'alice', 'password': 'alice-secret'}]}
@@ -80,3 +80,14 @@ def test_registry_nodes_are_the_balanced_hosts_of_the_name():
         {'name': 'b', 'address': '10.0.0.2', 'port': 8443, 'certificate': '/srv/registry/tls/fullchain.pem', 'drained': True},
     ]
     assert registry_nodes(hostvars, [], 'registry.example.com') == []
+
+
+@pytest.mark.parametrize('host, path', [
+    ({}, '/opt/registry/tls/fullchain.pem'),
+    ({'registry_base_dir': '/srv/registry'}, '/srv/registry/tls/fullchain.pem'),
+    # The certificates role's own directory wins; an empty one is no directory.
+    ({'registry_base_dir': '/srv/registry', 'certificates_base_dir': '/srv/tls-owner'}, '/srv/tls-owner/tls/fullchain.pem'),
+    ({'registry_base_dir': '/srv/registry', 'certificates_base_dir': ''}, '/srv/registry/tls/fullchain.pem'),
+])
+def test_the_served_certificate_is_where_the_certificates_role_writes_it(host, path):
+    assert served_certificate(host) == path
