@@ -30,15 +30,19 @@ Results go to stdout as Markdown (docs/performance.md, "Docker Hub mirror").
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.client
-import json
 import os
 import ssl
 import statistics
 import subprocess
+import sys
 import time
 import uuid
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
+
+import registry_api  # noqa: E402 pylint: disable=import-error,wrong-import-position
 
 DOCKER = '/usr/bin/docker'
 HOST = 'demo-demo'  # the demo's host container (molecule/demo)
@@ -46,7 +50,6 @@ MIRROR = 'mirror.demo.selfhosted.test'
 PORT = 8443
 CA = '/etc/docker/certs.d/%s:%d/ca.crt' % (MIRROR, PORT)
 UPSTREAM_CONTAINER = 'selfhosted-test-mirror'  # the platform's image mirror (tests/platform/platform)
-MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json'
 
 
 def upstream_port():
@@ -54,14 +57,14 @@ def upstream_port():
     return int(done.stdout.split()[0].rsplit(':', 1)[1])
 
 
-class Registry:
-    """One connection per request, as a new client would."""
+class Registry(registry_api.ImageClient):
+    """Pushes and pulls with the integration tests' client, one connection per request, as a new client would."""
 
     def __init__(self, host, port, tls):
         self.host, self.port = host, port
         self.context = ssl.create_default_context(cafile=CA) if tls else None
 
-    def send(self, method, path, headers=None, body=None):
+    def request(self, method, path, body=None, headers=None):
         if self.context:
             connection = http.client.HTTPSConnection(self.host, self.port, context=self.context, timeout=300)
         else:
@@ -73,35 +76,10 @@ class Registry:
         finally:
             connection.close()
 
-    def push_blob(self, repository, data):
-        digest = 'sha256:' + hashlib.sha256(data).hexdigest()
-        status, location, _body = self.send('POST', '/v2/%s/blobs/uploads/' % repository)
-        assert status == 202, status
-        status, _location, body = self.send('PUT', '%s%sdigest=%s' % (location, '&' if '?' in location else '?', digest),
-                                            {'Content-Type': 'application/octet-stream'}, data)
-        assert status == 201, (status, body)
-        return {'digest': digest, 'size': len(data)}
-
-    def push_image(self, repository, tag, layers, layer_bytes):
-        blobs = [dict(self.push_blob(repository, os.urandom(layer_bytes)), mediaType='application/vnd.oci.image.layer.v1.tar')
-                 for _layer in range(layers)]
-        config = json.dumps({'architecture': 'amd64', 'os': 'linux',
-                             'rootfs': {'type': 'layers', 'diff_ids': [blob['digest'] for blob in blobs]}}).encode()
-        manifest = json.dumps({'schemaVersion': 2, 'mediaType': MANIFEST_TYPE, 'layers': blobs,
-                               'config': dict(self.push_blob(repository, config), mediaType='application/vnd.oci.image.config.v1+json')})
-        status, _location, body = self.send('PUT', '/v2/%s/manifests/%s' % (repository, tag), {'Content-Type': MANIFEST_TYPE},
-                                            manifest.encode())
-        assert status == 201, (status, body)
-
     def pull(self, repository, tag):
         """Seconds for the manifest and every blob in full, each checked against its digest."""
         start = time.monotonic()
-        status, _location, body = self.send('GET', '/v2/%s/manifests/%s' % (repository, tag), {'Accept': MANIFEST_TYPE})
-        assert status == 200, ('manifest', status, body[:200])
-        manifest = json.loads(body)
-        for blob in [manifest['config']] + manifest['layers']:
-            status, _location, data = self.send('GET', '/v2/%s/blobs/%s' % (repository, blob['digest']))
-            assert status == 200 and 'sha256:' + hashlib.sha256(data).hexdigest() == blob['digest'], ('blob', status)
+        assert self.pulls_whole(repository, tag), 'the pull of %s:%s through %s failed' % (repository, tag, self.host)
         return time.monotonic() - start
 
 
@@ -128,7 +106,7 @@ def main():
     mirror = Registry(MIRROR, PORT, tls=True)
     repository, tag = 'library/bench-mirror', uuid.uuid4().hex[:12]
     started = time.monotonic()
-    upstream.push_image(repository, tag, args.layers, args.layer_bytes)
+    upstream.push_image(repository, tag, [os.urandom(args.layer_bytes) for _layer in range(args.layers)])
     pushed = time.monotonic() - started
 
     rows = [('from the upstream, straight', [upstream.pull(repository, tag) for _attempt in range(args.repeat)])]
