@@ -156,6 +156,8 @@ def test_retention_and_garbage_collection_under_load(client, images):
     assert all(
         REGISTRY_HOST.run(f"test -e {shlex.quote(pushed_link(*key))}", check=False).returncode == 0 for key in made
     ), "the dry run deleted tags"
+    # This run's settings went to a file of their own (gc.json still holds the previous ones), removed after.
+    assert REGISTRY_HOST.out("find /tmp -maxdepth 1 -name '*.registry-gc.json'").strip() == "", "the dry run left its settings"
 
     # The real run, with the timer scheduled too, under a pull loop and pushes.
     before = disk_usage()

@@ -30,10 +30,7 @@ collected layer still exists) on one node, ``--phase close`` (steps 5-6) on
 every node. ``--phase all``, the default, is the whole run on one host.
 
 ``--dry-run`` lists the tags that would go and changes nothing. ``--json``
-prints the result as JSON (for Ansible) and the log on stderr. Settings read
-from stdin (the role's check mode: this run's settings, not the file's) come
-with their secrets left empty, and ``--secrets-from`` names the settings file
-that has them: Ansible shows a command's stdin at -vvv. A run never
+prints the result as JSON (for Ansible) and the log on stderr. A run never
 overlaps another (a lock), and one that was cut short (the copy still there)
 is put right by the next.
 
@@ -64,8 +61,6 @@ MAINTENANCE_LABEL = 'org.selfhosted.registry.maintenance-of'
 LOCK_FILE = '/run/selfhosted-registry-gc.lock'
 DURATION = re.compile(r'\A([0-9]+)([smhdw])\Z')
 UNIT_SECONDS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
-# Where the settings hold secrets: the cache's password, the S3 secret key.
-SECRETS = (('cache', 'password'), ('storage', 's3', 'secretkey'))
 GC_SUMMARY = re.compile(r'([0-9]+) blobs marked, ([0-9]+) blobs and ([0-9]+) manifests eligible for deletion')
 
 
@@ -414,23 +409,6 @@ def record_last_run(path, result, now=None):
     write_atomically(path, json.dumps(record))
 
 
-def fill_secrets(settings, path):
-    """Give the empty secrets of ``settings`` their values in the settings file at ``path``, where there is one."""
-    try:
-        with open(path, encoding='utf-8') as handle:
-            stored = json.load(handle)
-    except FileNotFoundError:
-        return settings  # not written yet: nothing to fill in
-    for keys in SECRETS:
-        *parents, name = keys
-        given, known = settings, stored
-        for key in parents:
-            given, known = given.get(key) or {}, known.get(key) or {}
-        if name in given and not given[name] and known.get(name):
-            given[name] = known[name]
-    return settings
-
-
 def main(argv=None):
     global LOG  # pylint: disable=global-statement
     parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
@@ -439,8 +417,6 @@ def main(argv=None):
     parser.add_argument('--json', action='store_true', help='print the result as JSON, the log on stderr')
     parser.add_argument('--phase', choices=PHASES, default='all',
                         help='several nodes: open the window (each node), collect (one node), close it (each node)')
-    parser.add_argument('--secrets-from', metavar='FILE',
-                        help='the settings file whose secrets fill in the empty ones of the settings given')
     arguments = parser.parse_args(argv)
     if arguments.json:
         LOG = sys.stderr
@@ -450,8 +426,6 @@ def main(argv=None):
         else:
             with open(arguments.config, encoding='utf-8') as handle:
                 settings = json.load(handle)
-        if arguments.secrets_from:
-            settings = fill_secrets(settings, arguments.secrets_from)
         lock_file = settings.get('lock_file', LOCK_FILE)
         with open(lock_file, 'w', encoding='ascii') as lock:
             try:

@@ -114,9 +114,8 @@ class Node(ImageClient):
     def gc(self, python, phase, root, cache=None, storage=None, policies=(), dry_run=False):
         """registry_gc.py --phase on this node, as the role runs it: (exit code, JSON result or None, log).
 
-        `storage` is the s3 section of config.yml as this host reaches the bucket (None: without keys). A dry run
-        goes as the role's check mode: the settings on stdin with the secret key left empty, and the settings file
-        that holds it."""
+        `storage` is the s3 section of config.yml as this host reaches the bucket (None: without keys). The settings
+        go in a file, as the role gives them."""
         settings = {'project': self.project, 'service': 'registry', 'config_path': '/etc/distribution/config.yml',
                     'storage': {'s3': storage or {'bucket': 'unread'}}, 'policies': list(policies), 'protected_tags': ['latest'],
                     'overlap_seconds': 1, 'proxy_reload_script': '', 'lock_file': os.path.join(root, self.name + '.lock'),
@@ -124,14 +123,8 @@ class Node(ImageClient):
         settings_file = os.path.join(root, self.name + '-gc.json')
         with open(settings_file, 'w', encoding='utf-8') as handle:
             json.dump(settings, handle)
-        if dry_run:
-            given = json.loads(json.dumps(settings))
-            given['storage']['s3']['secretkey'] = ''
-            argv = ['-', '--dry-run', '--secrets-from', settings_file]
-        else:
-            given, argv = None, [settings_file]
-        done = subprocess.run([python, GC_PROGRAM, '--json'] + argv + ['--phase', phase],
-                              input=json.dumps(given) if given else None, capture_output=True, text=True, timeout=300, check=False)
+        done = subprocess.run([python, GC_PROGRAM, '--json', settings_file, '--phase', phase] + (['--dry-run'] if dry_run else []),
+                              capture_output=True, text=True, timeout=300, check=False)
         return done.returncode, (json.loads(done.stdout) if done.stdout.strip() else None), done.stderr
 
     def logs(self):

@@ -11,7 +11,6 @@ resilience scenario.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -160,28 +159,3 @@ def test_settings_of_an_older_release_still_name_the_filesystem_root(tmp_path):
     root = storage(tmp_path, {'app': {'a': 1}})
     assert isinstance(registry_gc.storage_of({'storage_root': root}), registry_storage.FilesystemStorage)
     assert registry_gc.storage_of({'storage_root': ''}) is None
-
-
-def test_empty_secrets_are_taken_from_the_settings_file(tmp_path):
-    # The role's check mode passes its settings on stdin without secrets.
-    stored = {'cache': {'address': 'c:6379', 'password': 'cache-secret'},
-              'storage': {'s3': {'bucket': 'images', 'accesskey': 'AK', 'secretkey': 'S3-secret'}}}
-    path = tmp_path / 'gc.json'
-    path.write_text(json.dumps(stored))
-    given = {'cache': {'address': 'c:6379', 'password': ''},
-             'storage': {'s3': {'bucket': 'images', 'accesskey': 'AK', 'secretkey': ''}}, 'policies': []}
-    filled = registry_gc.fill_secrets(given, str(path))
-    assert filled['cache']['password'] == 'cache-secret'
-    assert filled['storage']['s3']['secretkey'] == 'S3-secret'
-    assert filled['policies'] == []
-
-
-def test_secrets_given_or_not_asked_for_stay_as_they_are(tmp_path):
-    path = tmp_path / 'gc.json'
-    path.write_text(json.dumps({'cache': {'password': 'old'}, 'storage': {'s3': {'secretkey': 'old'}}}))
-    given = {'cache': {'password': 'new'}, 'storage': {'filesystem': {'rootdirectory': '/srv'}}}
-    assert registry_gc.fill_secrets(given, str(path)) == {'cache': {'password': 'new'},
-                                                          'storage': {'filesystem': {'rootdirectory': '/srv'}}}
-    # No settings file yet: nothing to fill in.
-    given = {'cache': {'password': ''}}
-    assert registry_gc.fill_secrets(given, str(tmp_path / 'absent.json')) == {'cache': {'password': ''}}
